@@ -1,0 +1,229 @@
+"""The running station: camera, analysis, storage and publishing wired together.
+
+One process owns the camera. A frame loop thread keeps the latest preview frame for the
+web page and pings the watchdog; captures run in the caller's thread; numba analysis is
+serialised by one lock (numba's workqueue layer aborts on concurrent parallel calls).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import core
+from core.image_quality import evaluate_quality
+from station import payload
+from station.camera import Camera, CameraError, Frame, make_camera
+from station.config import Config
+from station.records import ResultRecord, check_note, check_patient_id, check_zone, new_id, utc_now_iso
+from station.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Scale:
+    um_per_px: float
+    source: str  # "calibration" or "config"
+    calibration: dict[str, Any] | None  # id, created_at and the fitted figures
+
+
+class Station:
+    """Owns the hardware and the database; the web app and the CLI talk to it."""
+
+    def __init__(self, config: Config, *, camera: Camera | None = None, storage: Storage | None = None,
+                 lighting: Any = None, publisher: Any = None) -> None:
+        self.config = config
+        self.camera = camera or make_camera(config)
+        self.storage = storage or Storage(config.state_path)
+        self.lighting = lighting
+        self.publisher = publisher
+        self.started_at: str | None = None
+        self.frame_listeners: list[Callable[[Frame], None]] = []
+        self._camera_lock = threading.Lock()
+        self._analysis_lock = threading.Lock()
+        self._frame_cond = threading.Condition()
+        self._latest: Frame | None = None
+        self._frame_seq = 0
+        self._frame_error: str | None = None
+        self._stop = threading.Event()
+        self._loop: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self, warm_up: bool = True) -> None:
+        if warm_up:
+            t0 = time.perf_counter()
+            core.warm_up()
+            log.info("analysis kernels warm in %.0f ms", (time.perf_counter() - t0) * 1000)
+        self.camera.open()
+        self.camera.start()
+        if self.lighting is not None:
+            self.lighting.on()
+        if self.publisher is None and self.config.mqtt.host:
+            from station.publisher import OutboxPublisher
+
+            self.publisher = OutboxPublisher(self.config.mqtt, self.config.station.id, self.storage)
+        if self.publisher is not None:
+            self.publisher.start()
+        self._stop.clear()
+        self._loop = threading.Thread(target=self._frame_loop, name="frame-loop", daemon=True)
+        self._loop.start()
+        self.started_at = utc_now_iso()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._loop is not None:
+            self._loop.join(timeout=self.config.camera.capture_timeout_s + 2)
+        try:
+            if self.publisher is not None:
+                self.publisher.stop()
+        finally:
+            try:
+                if self.lighting is not None:
+                    self.lighting.off()
+            finally:
+                with self._camera_lock:
+                    self.camera.close()
+                self.storage.close()
+
+    def __enter__(self) -> "Station":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- preview ------------------------------------------------------------------------
+    def _frame_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with self._camera_lock:
+                    frame = self.camera.preview_frame()
+            except CameraError as exc:
+                # A stalled camera stops the loop, so the watchdog pings stop and systemd restarts us.
+                log.error("preview stopped: %s", exc)
+                self._frame_error = str(exc)
+                with self._frame_cond:
+                    self._frame_cond.notify_all()
+                return
+            with self._frame_cond:
+                self._latest = frame
+                self._frame_seq += 1
+                self._frame_cond.notify_all()
+            for listener in list(self.frame_listeners):
+                listener(frame)
+
+    def wait_preview(self, after_seq: int = 0, timeout_s: float = 2.0) -> tuple[int, Frame | None]:
+        """The newest preview frame with a sequence number above ``after_seq`` (or None on timeout)."""
+        with self._frame_cond:
+            self._frame_cond.wait_for(lambda: self._frame_seq > after_seq or self._frame_error is not None
+                                      or self._stop.is_set(), timeout=timeout_s)
+            if self._frame_seq > after_seq:
+                return self._frame_seq, self._latest
+            return self._frame_seq, None
+
+    @property
+    def preview_healthy(self) -> bool:
+        return self._loop is not None and self._loop.is_alive() and self._frame_error is None
+
+    # -- scale --------------------------------------------------------------------------
+    def scale(self) -> Scale:
+        cal = self.storage.latest_calibration("scale")
+        if cal is None:
+            return Scale(self.config.camera.um_per_px, "config", None)
+        return Scale(float(cal.data["um_per_px"]), "calibration",
+                     {"id": cal.id, "created_at": cal.created_at, **cal.data})
+
+    def calibration_age_days(self) -> float | None:
+        cal = self.storage.latest_calibration("scale")
+        if cal is None:
+            return None
+        created = datetime.fromisoformat(cal.created_at.replace("Z", "+00:00"))
+        return (datetime.now(timezone.utc) - created).total_seconds() / 86400
+
+    # -- capture ------------------------------------------------------------------------
+    def analyze(self, image, um_per_px: float):
+        with self._analysis_lock:
+            return core.analyze(image, um_per_px,
+                                vellus_threshold_um=self.config.analysis.vellus_threshold_um,
+                                min_visible_length_um=self.config.analysis.min_visible_length_um)
+
+    def capture(self, patient_id: str, zone: str, note: str = "", accept: bool | None = None) -> ResultRecord:
+        """Capture, analyse and store one frame.
+
+        accept=None keeps the capture pending when the quality gate fails (the technician then
+        accepts or retakes); True accepts it anyway; False always leaves it pending.
+        """
+        patient_id, zone, note = check_patient_id(patient_id), check_zone(zone), check_note(note)
+        with self._camera_lock:
+            frame = self.camera.capture()
+        captured_at = utc_now_iso()
+        scale = self.scale()
+        t0 = time.perf_counter()
+        result = self.analyze(frame.image, scale.um_per_px)
+        overlay = core.draw_overlay(frame.image, result)
+        log.info("capture analysed in %.0f ms (%d hairs)", (time.perf_counter() - t0) * 1000, result.hair_count)
+        verdict = evaluate_quality(result.quality)
+        passed = bool(verdict.passed)
+        status = "accepted" if (accept is True or (accept is None and passed)) else "pending"
+        record = ResultRecord(
+            id=new_id(), captured_at=captured_at, patient_id=patient_id, zone=zone, note=note,
+            status=status, image_file="", overlay_file=None, um_per_px=scale.um_per_px,
+            scale_source=scale.source, calibration=scale.calibration, capture=frame.capture_info(),
+            quality=verdict.to_dict(), analysis=result.to_dict(include_hairs=True),
+        )
+        outbox = self._outbox_messages(record) if status == "accepted" else None
+        cfg = self.config.station
+        stored = self.storage.save_result(record, frame.image, overlay, cfg.image_format, cfg.jpeg_quality, outbox)
+        self._wake_publisher()
+        return stored
+
+    def set_status(self, result_id: str, status: str) -> ResultRecord:
+        record = self.storage.set_status(result_id, status, outbox=self._outbox_messages)
+        self._wake_publisher()
+        return record
+
+    def _outbox_messages(self, record: ResultRecord) -> list[tuple[str, bytes]]:
+        mqtt = self.config.mqtt
+        image = None
+        if mqtt.publish_images:
+            image = self.storage.image_path(record.image_file).read_bytes() if record.image_file else None
+        return payload.outbox_messages(record, self.config.station.id, include_hairs=mqtt.include_hairs,
+                                       image_jpeg=image)
+
+    def _wake_publisher(self) -> None:
+        if self.publisher is not None:
+            self.publisher.wake()
+
+    # -- status -------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        scale = self.scale()
+        age = self.calibration_age_days()
+        warnings = []
+        if scale.source == "config":
+            warnings.append(f"no scale calibration stored: results use the configured {scale.um_per_px:g} µm/px; calibrate the station")
+        elif age is not None and age > self.config.analysis.calibration_max_age_days:
+            warnings.append(f"scale calibration is {age:.0f} days old (limit {self.config.analysis.calibration_max_age_days}); recalibrate")
+        if not self.preview_healthy and self.started_at:
+            warnings.append(f"camera: {self._frame_error or 'preview not running'}")
+        mqtt = self.publisher.status() if self.publisher is not None else {"enabled": False, "connected": False}
+        return {
+            "station_id": self.config.station.id,
+            "software_version": payload.software_version(),
+            "started_at": self.started_at,
+            "camera": {"backend": self.config.camera_backend, "running": self.camera.running,
+                       "preview_ok": self.preview_healthy, "error": self._frame_error,
+                       "main_size": list(self.camera.main_size), "preview_size": list(self.camera.preview_size)},
+            "lighting": {"backend": self.config.lighting.backend,
+                         "on": bool(getattr(self.lighting, "is_on", False)) if self.lighting else False},
+            "scale": {"um_per_px": scale.um_per_px, "source": scale.source,
+                      "calibration_id": (scale.calibration or {}).get("id"),
+                      "age_days": None if age is None else round(age, 2)},
+            "mqtt": mqtt,
+            "outbox": {"waiting": self.storage.outbox_count()},
+            "disk": {"free_bytes": self.storage.free_disk_bytes()},
+            "warnings": warnings,
+        }
