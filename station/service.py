@@ -51,6 +51,8 @@ class Station:
         self._frame_error: str | None = None
         self._stop = threading.Event()
         self._loop: threading.Thread | None = None
+        self._light_users = 0
+        self._light_lock = threading.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self, warm_up: bool = True) -> None:
@@ -60,8 +62,6 @@ class Station:
             log.info("analysis kernels warm in %.0f ms", (time.perf_counter() - t0) * 1000)
         self.camera.open()
         self.camera.start()
-        if self.lighting is not None:
-            self.lighting.on()
         if self.publisher is None and self.config.mqtt.host:
             from station.publisher import OutboxPublisher
 
@@ -95,6 +95,19 @@ class Station:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    # -- lighting: on while someone previews or captures, off when idle -------------------
+    def acquire_light(self) -> None:
+        with self._light_lock:
+            self._light_users += 1
+            if self._light_users == 1 and self.lighting is not None:
+                self.lighting.on()
+
+    def release_light(self) -> None:
+        with self._light_lock:
+            self._light_users = max(0, self._light_users - 1)
+            if self._light_users == 0 and self.lighting is not None:
+                self.lighting.off()
 
     # -- preview ------------------------------------------------------------------------
     def _frame_loop(self) -> None:
@@ -158,8 +171,12 @@ class Station:
         accepts or retakes); True accepts it anyway; False always leaves it pending.
         """
         patient_id, zone, note = check_patient_id(patient_id), check_zone(zone), check_note(note)
-        with self._camera_lock:
-            frame = self.camera.capture()
+        self.acquire_light()
+        try:
+            with self._camera_lock:
+                frame = self.camera.capture()
+        finally:
+            self.release_light()
         captured_at = utc_now_iso()
         scale = self.scale()
         t0 = time.perf_counter()
