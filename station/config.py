@@ -98,6 +98,7 @@ class WebConfig:
     port: int = _opt(8080, "Web port", lo=1, hi=65535)
     api_token: str = _opt("", "Bearer token for /api/; empty: generated once and kept in state_dir/api_token")
     password: str = _opt("", "Technician password (plain or a werkzeug hash); empty: generated and kept in state_dir")
+    capture_button_pin: int = _opt(-1, "GPIO (BCM) pin of a hardware capture button or foot pedal (to ground); -1: none", lo=-1, hi=27)
 
 
 @dataclass(frozen=True)
@@ -271,3 +272,21 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     return repr(v)
+
+
+def annotated_toml() -> str:
+    """Every key with its default and help text: the shipped example config (station/example.toml)."""
+    lines = [
+        "# tricho-station config. Every key is optional; the values shown are the defaults.",
+        "# Check a file with: tricho check-config FILE",
+        "",
+    ]
+    defaults = to_dict(Config())
+    for sec in dataclasses.fields(Config):
+        lines.append(f"[{sec.name}]")
+        for f in dataclasses.fields(get_type_hints(Config)[sec.name]):
+            typ = get_type_hints(get_type_hints(Config)[sec.name])[f.name]
+            lines.append(f"# {f.metadata['help']} ({_allowed(f, typ)})")
+            lines.append(f"{f.name} = {_toml_value(defaults[sec.name][f.name])}")
+        lines.append("")
+    return "\n".join(lines)
