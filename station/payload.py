@@ -1,17 +1,23 @@
 """The result message clinic servers receive (schema ``tricho.result/1``).
 
 Built once, when a capture is accepted, and stored in the outbox as bytes: every retry
-sends the same bytes, so consumers can de-duplicate by ``id``.
+sends the same bytes, so consumers can de-duplicate by ``id``.  The JSON Schema that
+describes it ships as ``station/schemas/result.schema.json`` (draft 2020-12); see
+docs/mqtt.md for the field table and an example.
 """
 from __future__ import annotations
 
+import functools
 import json
+import math
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from station.records import ResultRecord
 
 RESULT_SCHEMA = "tricho.result/1"
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "result.schema.json"
 
 
 def software_version() -> str:
@@ -19,6 +25,19 @@ def software_version() -> str:
         return version("tricho-station")
     except PackageNotFoundError:
         return "0+unknown"
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN/Infinity: non-finite floats (e.g. a median over no hairs) become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        return _finite(value.item())
+    return value
 
 
 def build_result_payload(record: ResultRecord, station_id: str, *, include_hairs: bool = True) -> dict[str, Any]:
@@ -31,7 +50,7 @@ def build_result_payload(record: ResultRecord, station_id: str, *, include_hairs
         "id": (record.calibration or {}).get("id"),
         "created_at": (record.calibration or {}).get("created_at"),
     }
-    return {
+    return _finite({
         "schema": RESULT_SCHEMA,
         "id": record.id,
         "station_id": station_id,
@@ -41,10 +60,10 @@ def build_result_payload(record: ResultRecord, station_id: str, *, include_hairs
         "zone": record.zone,
         "note": record.note,
         "calibration": calibration,
-        "capture": record.capture,
-        "quality": record.quality,
+        "capture": dict(record.capture),
+        "quality": dict(record.quality),
         "analysis": analysis,
-    }
+    })
 
 
 def encode(payload: dict[str, Any]) -> bytes:
@@ -58,3 +77,35 @@ def outbox_messages(record: ResultRecord, station_id: str, *, include_hairs: boo
     if image_jpeg is not None:
         messages.append((f"images/{record.id}", image_jpeg))
     return messages
+
+
+# -- validation (tests, tricho subscribe) ---------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def load_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=1)
+def _validator() -> Any:
+    import jsonschema
+
+    schema = load_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def validation_errors(payload: Any) -> list[str]:
+    """Messages for everything wrong with a decoded payload ("" path = the top level); [] when valid."""
+    errors = sorted(_validator().iter_errors(payload), key=lambda e: list(map(str, e.absolute_path)))
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}" for e in errors]
+
+
+def decode_and_validate(raw: bytes) -> tuple[dict[str, Any] | None, list[str]]:
+    """Parse and check a received result message: (payload, []) or (None|payload, errors)."""
+    try:
+        payload = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, [f"not UTF-8 JSON: {exc}"]
+    errors = validation_errors(payload)
+    return (payload if not errors else None), errors
