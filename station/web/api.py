@@ -1,6 +1,8 @@
 """JSON API under /api/ for kiosk scripts, foot pedals and the page itself.
 
-Every route needs ``Authorization: Bearer <api_token>``.
+Every route needs ``Authorization: Bearer <api_token>``, or the page's login session; a
+session-authenticated call that changes state (POST) also needs the ``X-CSRF-Token``
+header (the page's fetch() calls send it). See docs/web-api.md.
 """
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import logging
 from functools import wraps
 from typing import Any, Callable
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from station.camera import CameraError, CameraStalled
 from station.records import InvalidInput, ResultRecord
@@ -35,6 +37,9 @@ def require_auth(view: Callable) -> Callable:
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any):
         if not (_token_ok() or any(check() for check in extra_auth_checks)):
+            if g.get("csrf_failed"):
+                return error(403, "missing or wrong X-CSRF-Token header (session-authenticated calls that "
+                                  "change state need it; bearer-token calls do not)")
             resp = jsonify(error="authentication required: send 'Authorization: Bearer <api_token>'")
             resp.headers["WWW-Authenticate"] = 'Bearer realm="tricho"'
             return resp, 401
@@ -137,3 +142,134 @@ def capture_image(result_id: str, kind: str):
 @require_auth
 def status():
     return jsonify(get_station().status())
+
+
+@bp.get("/live")
+@require_auth
+def live():
+    """Live preview figures: viewers, fps, live hair count and quality (focus, exposure)."""
+    return jsonify(current_app.extensions["tricho.preview"].live())
+
+
+# -- history --------------------------------------------------------------------------------
+def _history_args():
+    from station.records import check_patient_id, check_zone
+
+    args = request.args
+    patient_id = check_patient_id(args.get("patient_id"))
+    zone = check_zone(args.get("zone"))
+    include_all = args.get("all", "").lower() in ("1", "true", "yes")
+    return patient_id, zone, args.get("baseline") or None, include_all
+
+
+def _history_data():
+    from station.web import history as hist
+
+    patient_id, zone, baseline, include_all = _history_args()
+    try:
+        return hist.history(get_station().storage, patient_id, zone, baseline_id=baseline, include_all=include_all)
+    except KeyError:
+        raise InvalidInput("baseline", f"{baseline!r} is not an accepted visit of {patient_id} / {zone}") from None
+
+
+@bp.get("/history")
+@require_auth
+def history():
+    try:
+        return jsonify(_history_data())
+    except InvalidInput as exc:
+        return error(400, str(exc), field=exc.field)
+
+
+@bp.get("/history.csv")
+@require_auth
+def history_csv():
+    from station.web import history as hist
+
+    try:
+        data = _history_data()
+    except InvalidInput as exc:
+        return error(400, str(exc), field=exc.field)
+    return Response(hist.history_csv(data), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{hist.csv_filename(data["patient_id"], data["zone"])}"'})
+
+
+@bp.get("/patients")
+@require_auth
+def patients():
+    rows = get_station().storage.patients()
+    return jsonify(patients=[{"patient_id": p, "zone": z, "accepted_visits": n, "last_captured_at": last}
+                             for p, z, n, last in rows])
+
+
+# -- calibration ----------------------------------------------------------------------------
+@bp.get("/calibration")
+@require_auth
+def calibration():
+    from station.web import calib
+
+    return jsonify(calib.overview(get_station()))
+
+
+def _run_calibration(run):
+    from station.web import calib
+
+    try:
+        cal = run()
+    except calib.CalibrationFailed as exc:
+        return error(422, str(exc))
+    except ImportError as exc:
+        return error(501, f"calibration code not available: {exc}")
+    except CameraStalled as exc:
+        return error(503, f"camera stalled: {exc}")
+    except CameraError as exc:
+        return error(503, f"camera: {exc}")
+    except StorageError as exc:
+        return error(507, str(exc))
+    return jsonify(calib.calibration_json(cal)), 201
+
+
+@bp.post("/calibration/scale")
+@require_auth
+def calibrate_scale():
+    from station.web import calib
+
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or "pitch_um" not in body:
+        return error(400, 'body must be a JSON object such as {"pitch_um": 500} (the card\'s dot pitch in µm)',
+                     field="pitch_um")
+    return _run_calibration(lambda: calib.run_scale(get_station(), body["pitch_um"]))
+
+
+@bp.post("/calibration/flat-field")
+@require_auth
+def calibrate_flat_field():
+    from station.web import calib
+
+    body = request.get_json(silent=True)
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        return error(400, 'body must be a JSON object such as {"action": "reference"} or {"action": "check"}')
+    return _run_calibration(lambda: calib.run_flat_field(get_station(), body.get("action", "reference")))
+
+
+# -- live preview for kiosk scripts (same shared encoder as the page) -----------------------
+@bp.get("/stream.mjpg")
+@require_auth
+def stream_mjpg():
+    from flask import stream_with_context
+
+    from station.web.stream import MIMETYPE
+
+    preview = current_app.extensions["tricho.preview"]
+    return Response(stream_with_context(preview.stream()), mimetype=MIMETYPE, headers={"Cache-Control": "no-store"})
+
+
+@bp.get("/snapshot.jpg")
+@require_auth
+def snapshot_jpg():
+    jpeg = current_app.extensions["tricho.preview"].snapshot()
+    if jpeg is None:
+        return error(503, "no preview frame from the camera")
+    return Response(jpeg, mimetype="image/jpeg", headers={"Cache-Control": "no-store"})
