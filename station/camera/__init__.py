@@ -25,5 +25,5 @@ def make_camera(config, backend: str | None = None) -> Camera:
         from station.camera.picamera2_backend import Picamera2Camera
 
         return Picamera2Camera(controls, cam.main_size, cam.preview_size, cam.capture_timeout_s,
-                               tuning_file=cam.tuning_file or None)
+                               tuning_file=cam.tuning_file or None, preview_fps=cam.preview_fps)
     raise CameraError(f"unknown camera backend {backend!r}; allowed: picamera2, fake (set by [camera] backend or TRICHO_CAMERA)")
