@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 
 MIN_SIDE_PX = 32
@@ -15,12 +16,14 @@ MIN_UM_PER_PX = 0.2
 MAX_UM_PER_PX = 100.0
 
 
-def as_gray_float32(image: object, name: str = "image") -> np.ndarray:
+def as_gray_float32(image: object, name: str = "image", integer_luma: bool = False) -> np.ndarray:
     """Return ``image`` as a C-contiguous float32 2-D array scaled to [0, 1].
 
     Accepts 2-D grey or 3-D RGB/RGBA (channel last), uint8, uint16 or float
     (floats must already lie in [0, 1]).  RGB is reduced with Rec. 601 luma weights.
     A float32 2-D contiguous input in range is returned without a copy.
+    ``integer_luma=True`` lets OpenCV compute the luma of uint8/uint16 colour images in
+    their own depth (rounded to the input's step, ~5x faster on a 3 MP frame).
     """
     if not isinstance(image, np.ndarray):
         raise ValueError(f"{name} must be a numpy array, got {type(image).__name__}")
@@ -48,6 +51,9 @@ def as_gray_float32(image: object, name: str = "image") -> np.ndarray:
     if image.ndim == 3:
         if image.shape[2] == 1:
             gray = image[:, :, 0].astype(np.float32)
+        elif integer_luma and scale is not None:
+            code = cv2.COLOR_RGB2GRAY if image.shape[2] == 3 else cv2.COLOR_RGBA2GRAY
+            gray = cv2.cvtColor(np.ascontiguousarray(image), code).astype(np.float32)
         else:
             rgb = image[:, :, :3].astype(np.float32)
             gray = rgb[:, :, 0] * 0.299 + rgb[:, :, 1] * 0.587 + rgb[:, :, 2] * 0.114

@@ -152,7 +152,10 @@ def _serve(cfg: cfgmod.Config, notifier, shutdown: _Shutdown) -> int:
             return shutdown.exit_code
         try:
             app = create_app(cfg, station=station)
-            server = create_server(app, host=cfg.web.host, port=cfg.web.port, threads=32, channel_timeout=30)
+            # A small output buffer makes waitress skip MJPEG frames for a slow Wi-Fi viewer
+            # instead of queueing seconds of lag (the default high watermark is 16 MB).
+            server = create_server(app, host=cfg.web.host, port=cfg.web.port, threads=32, channel_timeout=30,
+                                   outbuf_high_watermark=2 * 1024 * 1024)
         except Exception as exc:
             notifier.status(f"failed: web server: {exc}")
             raise
