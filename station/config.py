@@ -77,6 +77,22 @@ class AnalysisConfig:
 
 
 @dataclass(frozen=True)
+class QualityConfig:
+    """The capture quality gate (core.image_quality.QualityThresholds); a failed check keeps a capture pending."""
+
+    min_sharpness: float = _opt(0.44, "Focus: lowest normalised sharpness (0-1)", lo=0.0, hi=1.0)
+    max_clipped_fraction: float = _opt(0.02, "Exposure: largest fraction of skin pixels clipped white", lo=0.0, hi=1.0)
+    max_dark_fraction: float = _opt(0.05, "Exposure: largest fraction of skin pixels near black", lo=0.0, hi=1.0)
+    max_glare_fraction: float = _opt(0.03, "Largest fraction of skin covered by specular glare", lo=0.0, hi=1.0)
+    glare_max_mean_level: float = _opt(0.7, "Saturation on a frame brighter than this counts as overexposure, not glare", lo=0.0, hi=1.0)
+    max_motion_blur: float = _opt(0.5, "Largest directional blur (0 none - 1 strong)", lo=0.0, hi=1.0)
+    min_usable_fraction: float = _opt(0.6, "Smallest fraction of the frame that is usable skin", lo=0.0, hi=1.0)
+    min_mean_level: float = _opt(0.12, "Darkest acceptable mean level (0-1)", lo=0.0, hi=1.0)
+    max_mean_level: float = _opt(0.9, "Brightest acceptable mean level (0-1)", lo=0.0, hi=1.0)
+    lighting_tolerance: float = _opt(0.05, "White-card check: largest relative drift from the lighting baseline", lo=0.001, hi=0.5)
+
+
+@dataclass(frozen=True)
 class MqttConfig:
     host: str = _opt("", "Broker host; empty: MQTT off, results stay queued in the outbox")
     port: int = _opt(1883, "Broker port (8883 usual for TLS)", lo=1, hi=65535)
@@ -107,6 +123,7 @@ class Config:
     camera: CameraConfig = field(default_factory=CameraConfig)
     lighting: LightingConfig = field(default_factory=LightingConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     web: WebConfig = field(default_factory=WebConfig)
 

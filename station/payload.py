@@ -44,12 +44,11 @@ def build_result_payload(record: ResultRecord, station_id: str, *, include_hairs
     analysis = dict(record.analysis)
     if not include_hairs:
         analysis.pop("hairs", None)
-    calibration = {
-        "source": record.scale_source,
-        "um_per_px": record.um_per_px,
-        "id": (record.calibration or {}).get("id"),
-        "created_at": (record.calibration or {}).get("created_at"),
-    }
+    # The stored calibration block: the scale fit (id, created_at, um_per_px_x/y, rotation,
+    # distortion, residual, dots) plus the flat-field reference and last lighting check.
+    calibration = {**(record.calibration or {}), "source": record.scale_source, "um_per_px": record.um_per_px}
+    calibration.setdefault("id", None)
+    calibration.setdefault("created_at", None)
     return _finite({
         "schema": RESULT_SCHEMA,
         "id": record.id,

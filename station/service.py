@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 import core
-from core.image_quality import evaluate_quality
+from core.flat_field import FlatField, apply_flat_field
+from core.image_quality import QualityThresholds, evaluate_quality
 from station import payload
 from station.camera import Camera, CameraError, Frame, make_camera
 from station.config import Config
@@ -53,6 +54,9 @@ class Station:
         self._loop: threading.Thread | None = None
         self._light_users = 0
         self._light_lock = threading.Lock()
+        self._flat_field: tuple[str, FlatField, dict[tuple[int, int], Any]] | None = None
+        self.quality_thresholds = QualityThresholds(
+            **{k: v for k, v in vars(config.quality).items() if k != "lighting_tolerance"})
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self, warm_up: bool = True) -> None:
@@ -157,6 +161,31 @@ class Station:
         created = datetime.fromisoformat(cal.created_at.replace("Z", "+00:00"))
         return (datetime.now(timezone.utc) - created).total_seconds() / 86400
 
+    def conditions(self) -> dict[str, Any]:
+        """The flat-field reference and the last lighting check in force, stored with each result."""
+        out: dict[str, Any] = {"flat_field": None, "lighting_check": None}
+        ff = self.storage.latest_calibration("flat_field")
+        if ff is not None:
+            out["flat_field"] = {"id": ff.id, "created_at": ff.created_at, "mean_level": ff.data.get("mean_level")}
+        check = self.storage.latest_calibration("lighting_check")
+        if check is not None and (ff is None or check.data.get("reference_id") == ff.id):
+            out["lighting_check"] = {"id": check.id, "created_at": check.created_at,
+                                     **{k: check.data.get(k) for k in ("within_tolerance", "level_change", "shape_change")}}
+        return out
+
+    def flat_field_correct(self, image):
+        """The frame divided by the stored white-card reference (unchanged when none is stored)."""
+        cal = self.storage.latest_calibration("flat_field")
+        if cal is None or not cal.blob:
+            return image
+        if self._flat_field is None or self._flat_field[0] != cal.id:
+            self._flat_field = (cal.id, FlatField.from_bytes(cal.blob), {})
+        _, field, corrections = self._flat_field
+        size = image.shape[:2]
+        if size not in corrections:
+            corrections[size] = field.correction_map(*size)
+        return apply_flat_field(image, field, correction=corrections[size])
+
     # -- capture ------------------------------------------------------------------------
     def analyze(self, image, um_per_px: float):
         with self._analysis_lock:
@@ -180,16 +209,17 @@ class Station:
         captured_at = utc_now_iso()
         scale = self.scale()
         t0 = time.perf_counter()
-        result = self.analyze(frame.image, scale.um_per_px)
+        result = self.analyze(self.flat_field_correct(frame.image), scale.um_per_px)
         overlay = core.draw_overlay(frame.image, result)
         log.info("capture analysed in %.0f ms (%d hairs)", (time.perf_counter() - t0) * 1000, result.hair_count)
-        verdict = evaluate_quality(result.quality)
+        verdict = evaluate_quality(result.quality, self.quality_thresholds)
         passed = bool(verdict.passed)
         status = "accepted" if (accept is True or (accept is None and passed)) else "pending"
         record = ResultRecord(
             id=new_id(), captured_at=captured_at, patient_id=patient_id, zone=zone, note=note,
             status=status, image_file="", overlay_file=None, um_per_px=scale.um_per_px,
-            scale_source=scale.source, calibration=scale.calibration, capture=frame.capture_info(),
+            scale_source=scale.source, calibration={**(scale.calibration or {}), **self.conditions()},
+            capture=frame.capture_info(),
             quality=verdict.to_dict(), analysis=result.to_dict(include_hairs=True),
         )
         outbox = self._outbox_messages(record) if status == "accepted" else None

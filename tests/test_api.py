@@ -197,3 +197,47 @@ def test_generated_token_persists(tmp_path, images_dir):
     assert len(token) >= 24 and token == app2.config["API_TOKEN"]
     assert (tmp_path / "s" / "api_token").stat().st_mode & 0o777 == 0o600
     station.storage.close()
+
+
+def test_overlay_never_draws_on_the_frame():
+    import core
+
+    frame = scalp_image(5)
+    before = frame.copy()
+    overlay = core.draw_overlay(frame, core.analyze(frame, 4.0))
+    assert np.array_equal(frame, before) and not np.array_equal(overlay, frame)
+
+
+def test_quality_gate_thresholds_come_from_the_config(tmp_path, images_dir):
+    cfg = Config().replace(
+        station={"state_dir": str(tmp_path / "s")}, web={"api_token": TOKEN}, quality={"min_sharpness": 0.99},
+        camera={"backend": "fake", "images": str(images_dir), "main_size": [1014, 760], "preview_size": [507, 380]})
+    station = Station(cfg)
+    station.start()
+    try:
+        record = station.capture("P-1", "crown")
+    finally:
+        station.stop()
+    assert record.status == "pending", "a failed gate keeps the capture for the technician to retake or accept"
+    assert record.quality["passed"] is False
+    assert any("out of focus" in r and "0.99" in r for r in record.quality["reasons"])
+
+
+def test_flat_field_and_lighting_check_are_applied_and_recorded(api, api_station):
+    from core.flat_field import compare_lighting, flat_field_from_reference
+
+    yy, xx = np.mgrid[0:760, 0:1014]
+    r2 = ((xx - 507) / 507) ** 2 + ((yy - 380) / 380) ** 2
+    card = np.clip(0.8 * (1 - 0.25 * r2), 0, 1).astype(np.float32)
+    field = flat_field_from_reference(card)
+    ref = api_station.storage.add_calibration("flat_field", {"mean_level": field.mean_level}, field.to_bytes())
+    drift = compare_lighting(field, card * 0.9)
+    api_station.storage.add_calibration("lighting_check", {"reference_id": ref.id, "within_tolerance": drift.within_tolerance,
+                                                           "level_change": drift.level_change})
+    body = post_capture(api, {"patient_id": "P-1", "zone": "crown", "accept": True}).get_json()
+    assert body["calibration"]["flat_field"]["id"] == ref.id
+    assert body["calibration"]["lighting_check"]["within_tolerance"] is False
+    corrected = api_station.flat_field_correct(scalp_image(0))
+    assert corrected.dtype == np.float32 and corrected.shape == (760, 1014, 3)
+    [msg] = api_station.storage.outbox_peek()
+    assert json.loads(msg.payload)["calibration"]["flat_field"]["id"] == ref.id

@@ -126,7 +126,7 @@ def run_flat_field(station: Any, action: str = "reference") -> Calibration:
         image = capture_raw(station)
         reference = _load_flat_field(ref_cal)
         try:
-            cmp = ff.compare_lighting(reference, image)
+            cmp = ff.compare_lighting(reference, image, tolerance=station.config.quality.lighting_tolerance)
         except ValueError as exc:
             raise CalibrationFailed(f"the white card was not usable: {exc}") from None
         data = _to_dict(cmp)
