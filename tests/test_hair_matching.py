@@ -1,0 +1,241 @@
+"""core.hair_matching: hair-to-hair matching of two visits within their overlap."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from core.hair_matching import HairMatch, StoredHair, hairs_from_dicts, match_hairs
+from core.registration import register_to_baseline
+from tests.phantoms.sets import draw_spec
+from tests.test_registration import render_pair
+
+UMPP = 4.0
+SIZE = (2028, 1520)
+
+
+def truth_hairs(truth, rng, thickness_sd_um=2.0):
+    """Counted phantom hairs as detections (midpoint and direction of the visible part).
+
+    Returns (hairs, identity keys); the key (unit, diameter) is the same in every capture
+    of one scene.
+    """
+    out, keys = [], []
+    mask = truth.analysed_mask
+    h, w = mask.shape
+    for hr in truth.hairs:
+        if not hr.counted:
+            continue
+        p = hr.centerline_px
+        xi, yi = np.round(p[:, 0]).astype(int), np.round(p[:, 1]).astype(int)
+        ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+        ok[ok] = mask[yi[ok], xi[ok]]
+        v = p[ok]
+        cum = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(v, axis=0).T))])
+        mid = v[min(int(np.searchsorted(cum, cum[-1] / 2)), len(v) - 1)]
+        ang = math.degrees(math.atan2(-(v[-1, 1] - v[0, 1]), v[-1, 0] - v[0, 0])) % 180.0
+        out.append(StoredHair(float(mid[0]), float(mid[1]), ang, hr.visible_length_um,
+                              hr.diameter_um + float(rng.normal(0, thickness_sd_um)), hr.root_px))
+        keys.append((hr.unit, round(hr.diameter_um, 6)))
+    return out, keys
+
+
+def identity_change(hb, kb, hc, kc, matrix, overlap_mask):
+    """True change (%) in the overlap from identity keys."""
+    from core.hair_matching import _inside
+
+    def anchors(hs):
+        return np.array([(h.root_px if h.root_px is not None else (h.x, h.y)) for h in hs], float).reshape(-1, 2)
+
+    inb = _inside(overlap_mask, anchors(hb))
+    inc = _inside(overlap_mask, anchors(hc) @ matrix[:, :2].T + matrix[:, 2])
+    sb, sc = set(kb), set(kc)
+    lost = sum(1 for k, f in zip(kb, inb) if f and k not in sc)
+    new = sum(1 for k, f in zip(kc, inc) if f and k not in sb)
+    return 100.0 * (new - lost) / int(inb.sum())
+
+
+@pytest.mark.parametrize("change", ["removed", "added"])
+def test_matched_change_within_one_point_on_phantom(change):
+    """Re-capture 0.75 mm and 8 degrees off, exposure +4 %, with 10 % of the follicular units
+    gone (baseline rendered with them) or new (current rendered with them)."""
+    from core.hair_matching import _overlap
+
+    spec = draw_spec("crown", 61)
+    extra = dict(extra_density_fraction=0.1)
+    a, ta, b, tb, truth = render_pair(61, spec, 600.0, -450.0, 8.0, 1.04,
+                                      baseline_changes=extra if change == "removed" else None,
+                                      **(extra if change == "added" else {}))
+    reg = register_to_baseline(a, b, spec.um_per_px)
+    assert reg.success, reg.reason
+    rng = np.random.default_rng(5)
+    hb, kb = truth_hairs(ta, rng)
+    hc, kc = truth_hairs(tb, rng)
+    hm = match_hairs(hb, hc, reg, image_size_px=SIZE, um_per_px=spec.um_per_px,
+                     baseline_mask=ta.analysed_mask, current_mask=tb.analysed_mask)
+    assert hm.success and hm.baseline_count > 50
+    ov = _overlap(truth, SIZE, SIZE, ta.analysed_mask.astype(np.uint8), tb.analysed_mask.astype(np.uint8),
+                  100.0 / spec.um_per_px)
+    true_change = identity_change(hb, kb, hc, kc, truth, ov)
+    expected = -100 / 11 if change == "removed" else 10.0  # 10 % of units, hairs per unit vary
+    assert abs(true_change - expected) < 6.0
+    assert hm.count_change_pct == pytest.approx(true_change, abs=1.0)
+    assert hm.density_change_pct == pytest.approx(hm.count_change_pct)
+    assert hm.baseline_density_per_cm2 == pytest.approx(hm.baseline_count / hm.overlap_area_cm2)
+    # kept pairs are the same hairs
+    assert sum(kb[i] == kc[j] for i, j in hm.pairs) >= hm.kept - 1
+    assert abs(hm.mean_thickness_change_um) < 1.5
+
+
+def synthetic(n, rng, size=SIZE):
+    """n hairs in follicular units of 1-3 hairs sharing a root, spread over the frame."""
+    hairs = []
+    while len(hairs) < n:
+        root = (rng.uniform(50, size[0] - 50), rng.uniform(50, size[1] - 50))
+        flow = rng.uniform(0, 180)
+        for k in range(int(rng.integers(1, 4))):
+            a = (flow + 15.0 * k) % 180
+            L = rng.uniform(300, 1500)
+            d = L / 2 / UMPP
+            mid = (root[0] + d * math.cos(math.radians(a)), root[1] - d * math.sin(math.radians(a)))
+            hairs.append(StoredHair(mid[0], mid[1], a, L, rng.uniform(40, 90), root))
+    return hairs[:n]
+
+
+def moved(hairs, m, rng, pos_sd_px=2.0, ang_sd=2.0, thick_factor=1.0, drop_roots=0.0):
+    """Hairs as seen in a frame whose px map to the baseline by m (inverse applied)."""
+    inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]
+    out = []
+    for h in hairs:
+        p = inv[:, :2] @ np.array([h.x, h.y]) + inv[:, 2] + rng.normal(0, pos_sd_px, 2)
+        v = inv[:, :2] @ np.array([math.cos(math.radians(h.angle_deg)), -math.sin(math.radians(h.angle_deg))])
+        a = (math.degrees(math.atan2(-v[1], v[0])) + rng.normal(0, ang_sd)) % 180
+        root = None
+        if h.root_px is not None and rng.random() >= drop_roots:
+            r = inv[:, :2] @ np.array(h.root_px) + inv[:, 2] + rng.normal(0, pos_sd_px, 2)
+            root = (float(r[0]), float(r[1]))
+        out.append(StoredHair(float(p[0]), float(p[1]), a, h.length_um * rng.uniform(0.8, 1.3),
+                              h.thickness_um * thick_factor, root))
+    return out
+
+
+def similarity(dx_px, dy_px, rot_deg):
+    t = math.radians(rot_deg)
+    c, s = math.cos(t), math.sin(t)
+    cx, cy = SIZE[0] / 2, SIZE[1] / 2
+    return np.array([[c, -s, cx - c * cx + s * cy + dx_px], [s, c, cy - s * cx - c * cy + dy_px]])
+
+
+def test_synthetic_kept_lost_new_and_thickness():
+    rng = np.random.default_rng(1)
+    base = synthetic(300, rng)
+    m = similarity(150.0, -80.0, 6.0)
+    cur = moved(base, m, rng, thick_factor=1.1, drop_roots=0.3)
+    drop = set(range(0, 300, 10))  # 30 lost
+    cur = [h for k, h in enumerate(cur) if k not in drop]
+    hm = match_hairs(base, cur, m, image_size_px=SIZE, um_per_px=UMPP, edge_margin_um=0.0)
+    assert hm.success
+    pairs = dict(hm.pairs)
+    kept_ids = [k for k in range(300) if k not in drop]
+    in_ov = set(pairs) | set(hm.lost_indices)
+    correct = sum(1 for i, j in pairs.items() if kept_ids[j] == i)
+    assert correct >= hm.kept - 2
+    assert all(i in drop for i in hm.lost_indices) or len([i for i in hm.lost_indices if i not in drop]) <= 2
+    assert hm.lost >= len(drop & in_ov) - 2
+    assert hm.mean_thickness_change_pct == pytest.approx(10.0, abs=0.5)
+    assert hm.median_thickness_change_pct == pytest.approx(10.0, abs=0.5)
+    assert hm.mean_thickness_change_um > 0 and hm.median_thickness_change_um > 0
+    d = hm.to_dict()
+    assert d["kept"] == hm.kept and isinstance(d["pairs"], list)
+
+
+def test_units_sharing_a_root_are_told_apart_by_direction():
+    root = (1000.0, 700.0)
+    base = [StoredHair(1000 + 50 * math.cos(math.radians(a)), 700 - 50 * math.sin(math.radians(a)), a, 400.0,
+                       40.0 + a, root) for a in (30.0, 45.0, 60.0)]
+    cur = [StoredHair(h.x, h.y, h.angle_deg, h.length_um, h.thickness_um + 1.0, root) for h in reversed(base)]
+    hm = match_hairs(base, cur, np.array([[1.0, 0, 0], [0, 1.0, 0]]), image_size_px=SIZE, um_per_px=UMPP)
+    assert sorted(hm.pairs) == [(0, 2), (1, 1), (2, 0)]
+    assert hm.median_thickness_change_um == pytest.approx(1.0)
+
+
+def test_density_counts_only_the_overlap():
+    rng = np.random.default_rng(2)
+    base = synthetic(300, rng)
+    m = similarity(600.0, 0.0, 0.0)  # current frame 600 px (2.4 mm) to the right
+    cur = moved(base, m, rng)
+    # the current frame sees only part of the baseline: drop hairs whose anchor is outside it
+    anchor = [h.root_px if h.root_px is not None else (h.x, h.y) for h in cur]
+    cur = [h for h, p in zip(cur, anchor) if 0 <= p[0] < SIZE[0] and 0 <= p[1] < SIZE[1]]
+    hm = match_hairs(base, cur, m, image_size_px=SIZE, um_per_px=UMPP)
+    assert hm.success and hm.overlap_area_cm2 < 0.7 * SIZE[0] * SIZE[1] * (UMPP * 1e-4) ** 2
+    assert abs(hm.count_change_pct) <= 1.0
+    assert hm.lost + hm.new <= 2
+
+
+def test_failed_registration_gives_failed_match():
+    from core.registration import Registration
+
+    reg = Registration(False, "too few features", 0, 0, 0, 0, 1, 0, 0, 0, 0, False, 200, 3)
+    hm = match_hairs([], [], reg, image_size_px=SIZE, um_per_px=UMPP)
+    assert isinstance(hm, HairMatch) and not hm.success and "too few features" in hm.reason
+
+
+def test_hairs_from_dicts_round_trip_with_core_hair():
+    from core.result import Hair
+
+    h = Hair(np.zeros((2, 2)), 10.0, 20.0, 30.0, 400.0, 55.0, (5.0, 6.0), 0)
+    h2 = Hair(np.zeros((2, 2)), 11.0, 21.0, 31.0, 400.0, 56.0, None, None)
+    stored = hairs_from_dicts([h.to_dict(), h2.to_dict()])
+    assert stored[0].root_px == (5.0, 6.0) and stored[1].root_px is None
+    hm = match_hairs([h, h2], stored, np.array([[1.0, 0, 0], [0, 1.0, 0]]), image_size_px=(64, 64), um_per_px=4.0,
+                     edge_margin_um=0.0)
+    assert hm.kept == 2 and hm.lost == 0 and hm.new == 0
+
+
+@pytest.mark.parametrize("kwargs,word", [
+    (dict(baseline_hairs=[object()]), "baseline_hairs"),
+    (dict(current_hairs=5), "current_hairs"),
+    (dict(um_per_px=0), "um_per_px"),
+    (dict(image_size_px=(10,)), "image_size_px"),
+    (dict(max_distance_um=-5), "max_distance_um"),
+    (dict(max_angle_deg=100), "max_angle_deg"),
+    (dict(baseline_mask=np.ones((3, 3), bool)), "baseline_mask"),
+    (dict(registration=np.eye(3)), "registration"),
+    (dict(registration="x"), "registration"),
+])
+def test_input_validation(kwargs, word):
+    args = dict(baseline_hairs=[], current_hairs=[], registration=np.array([[1.0, 0, 0], [0, 1.0, 0]]),
+                image_size_px=SIZE, um_per_px=UMPP)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=word):
+        match_hairs(args.pop("baseline_hairs"), args.pop("current_hairs"), args.pop("registration"), **args)
+
+
+@pytest.mark.parametrize("bad", [[{"x": 1}], ["nope"], 3])
+def test_hairs_from_dicts_rejects(bad):
+    with pytest.raises(ValueError, match="items"):
+        hairs_from_dicts(bad)
+
+
+def test_shaft_traced_in_two_pieces_is_neither_lost_nor_new():
+    # baseline: one 1.2 mm shaft; current: the same shaft traced as two 0.55 mm pieces
+    a = 20.0
+    ux, uy = math.cos(math.radians(a)), -math.sin(math.radians(a))
+    root = (800.0, 800.0)
+    L = 1200.0 / UMPP
+
+    def piece(t0, t1, with_root):
+        mx, my = root[0] + ux * (t0 + t1) / 2, root[1] + uy * (t0 + t1) / 2
+        return StoredHair(mx, my, a, (t1 - t0) * UMPP, 60.0, root if with_root else None)
+
+    base = [piece(0, L, True), StoredHair(1200.0, 500.0, 100.0, 600.0, 50.0, (1200.0, 560.0))]
+    cur = [piece(0, 0.46 * L, True), piece(0.54 * L, L, False),
+           StoredHair(1200.0, 500.0, 100.0, 600.0, 50.0, (1200.0, 560.0))]
+    hm = match_hairs(base, cur, np.array([[1.0, 0, 0], [0, 1.0, 0]]), image_size_px=SIZE, um_per_px=UMPP)
+    assert hm.kept == 2 and hm.lost == 0 and hm.new == 0 and hm.fragments == 1
+    assert hm.count_change_pct == 0.0
+    # and the other way round (split at baseline, whole now)
+    hm = match_hairs(cur, base, np.array([[1.0, 0, 0], [0, 1.0, 0]]), image_size_px=SIZE, um_per_px=UMPP)
+    assert hm.kept == 2 and hm.lost == 0 and hm.new == 0 and hm.fragments == 1 and hm.baseline_count == 2
