@@ -1,4 +1,4 @@
-"""The result message clinic servers receive (schema ``tricho.result/1``).
+"""The result message clinic servers receive (schema ``tricho.result/1.1``, major version 1).
 
 Built once, when a capture is accepted, and stored in the outbox as bytes: every retry
 sends the same bytes, so consumers can de-duplicate by ``id``.  The JSON Schema that
@@ -16,7 +16,8 @@ from typing import Any
 
 from station.records import ResultRecord
 
-RESULT_SCHEMA = "tricho.result/1"
+RESULT_SCHEMA = "tricho.result/1.1"  # 1.1 added the optional follow_up object (issue 8)
+SCHEMA_MAJOR = "tricho.result/1"
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "result.schema.json"
 
 
@@ -62,7 +63,14 @@ def build_result_payload(record: ResultRecord, station_id: str, *, include_hairs
         "capture": dict(record.capture),
         "quality": dict(record.quality),
         "analysis": analysis,
+        **_follow_up(record),
     })
+
+
+def _follow_up(record: ResultRecord) -> dict[str, Any]:
+    """{"follow_up": ...} when the capture was compared with a baseline visit, else {} (field absent)."""
+    fu = (record.extra or {}).get("follow_up")
+    return {"follow_up": dict(fu)} if isinstance(fu, dict) else {}
 
 
 def encode(payload: dict[str, Any]) -> bytes:

@@ -163,7 +163,10 @@ class OutboxPublisher:
                 backoff = self.backoff_min_s
             delay = backoff * random.uniform(0.7, 1.0)
             backoff = min(backoff * 2, self.backoff_max_s)
-            self._stop.wait(delay)
+            # A new result (or stop) ends the wait early: after an outage the next capture
+            # reconnects at once instead of up to backoff_max_s later.
+            self._wake.clear()
+            self._wake.wait(delay)
 
     def _make_client(self) -> mqtt.Client:
         cfg = self.config

@@ -6,6 +6,7 @@ serialised by one lock (numba's workqueue layer aborts on concurrent parallel ca
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -222,11 +223,30 @@ class Station:
             capture=frame.capture_info(),
             quality=verdict.to_dict(), analysis=result.to_dict(include_hairs=True),
         )
+        record = self._with_follow_up(record, frame.image, result)
         outbox = self._outbox_messages(record) if status == "accepted" else None
         cfg = self.config.station
         stored = self.storage.save_result(record, frame.image, overlay, cfg.image_format, cfg.jpeg_quality, outbox)
         self._wake_publisher()
         return stored
+
+    def _with_follow_up(self, record: ResultRecord, image, result) -> ResultRecord:
+        """The record with ``extra["follow_up"]`` (comparison with the baseline visit, issue 8).
+
+        A failure of the comparison never loses the capture: it is stored as {"error": ...}.
+        """
+        try:
+            from station import followup
+
+            t0 = time.perf_counter()
+            fu = followup.compare_to_baseline(self, record, image, result)
+            if fu is None:
+                return record
+            log.info("follow-up against %s in %.0f ms", fu.get("baseline_id"), (time.perf_counter() - t0) * 1000)
+        except Exception as exc:  # noqa: BLE001 - the capture matters more than the comparison
+            log.exception("follow-up comparison failed")
+            fu = {"error": f"{type(exc).__name__}: {exc}"}
+        return dataclasses.replace(record, extra={**record.extra, "follow_up": fu})
 
     def set_status(self, result_id: str, status: str) -> ResultRecord:
         record = self.storage.set_status(result_id, status, outbox=self._outbox_messages)

@@ -90,7 +90,7 @@ def test_subscribe_process_killed_and_restarted_misses_nothing(broker, tmp_path)
         assert _count(db) == 40
         c = sqlite3.connect(db)
         ids = [r[0] for r in c.execute("SELECT id FROM results ORDER BY rx")]
-        assert json.loads(c.execute("SELECT payload FROM results LIMIT 1").fetchone()[0])["schema"] == "tricho.result/1"
+        assert json.loads(c.execute("SELECT payload FROM results LIMIT 1").fetchone()[0])["schema"] == "tricho.result/1.1"
         c.close()
         assert ids == [r.id for r in storage.list_results(oldest_first=True, limit=100)]
         line = next(ln for ln in text.splitlines() if first.id in ln and "(duplicate)" not in ln)

@@ -31,7 +31,7 @@ def test_payload_is_valid_and_round_trips_through_the_outbox_bytes():
     assert [t for t, _ in msgs] == ["results"]
     decoded, errors = payload.decode_and_validate(msgs[0][1])
     assert errors == []
-    assert decoded["schema"] == "tricho.result/1"
+    assert decoded["schema"] == "tricho.result/1.1"  # minor version 1.1 (optional follow_up); major still 1
     assert decoded["id"] == rec.id and decoded["station_id"] == "station-01"
     assert decoded["captured_at"].endswith("Z")
     assert decoded["capture"]["exposure_us"] == 8000 and decoded["capture"]["colour_gains"] == [1.8, 1.6]

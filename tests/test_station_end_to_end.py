@@ -123,7 +123,14 @@ api_token = "{TOKEN}"
         with Storage(tmp_path / "state") as s:
             stored = [r.id for r in s.list_results(limit=1000, oldest_first=True)]
         assert set(created) <= set(stored), "every capture answered 201 is stored"
-        wait_for(lambda: clinic.sub.db.count("e2e") >= len(stored), 90, f"{len(stored)} results at the clinic", interval=0.2)
+        try:
+            wait_for(lambda: clinic.sub.db.count("e2e") >= len(stored), 150, f"{len(stored)} results at the clinic",
+                     interval=0.2)
+        except AssertionError:
+            status = station.request("GET", "/api/status")[1]
+            raise AssertionError(f"clinic has {clinic.sub.db.count('e2e')}/{len(stored)}; station status "
+                                 f"{status.get('mqtt')} outbox {status.get('outbox')}; consumer errors "
+                                 f"{clinic.err.getvalue()[-1500:]}; station log {station.log.read_text()[-3000:]}")
         assert clinic.sub.db.ids("e2e") == stored, "every stored result exactly once, in stored order"
         wait_for(lambda: station.request("GET", "/api/status")[1]["outbox"]["waiting"] == 0, 30, "an empty outbox")
         assert station.terminate() == 0

@@ -73,7 +73,8 @@ def test_history_page_plots_table_and_csv(auth_client, page_csrf):
     index = auth_client.get("/history").data.decode()
     assert "P-0042" in index and "/history?patient_id=P-0042&amp;zone=crown" in index
     page = auth_client.get("/history?patient_id=P-0042&zone=crown").data.decode()
-    assert page.count("<svg") == 2 and "Density" in page and "Mean thickness" in page
+    # density, thickness and (issue 8) the change-from-baseline trend with its noise band
+    assert page.count("<svg") == 3 and "Density" in page and "Mean thickness" in page and 'id="trend-plot"' in page
     assert page.count('class="baseline accepted"') == 1 and "make baseline" in page
     assert all(f"/results/{i}" in page for i in ids)
     resp = auth_client.get("/history.csv?patient_id=P-0042&zone=crown")

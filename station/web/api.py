@@ -151,6 +151,39 @@ def live():
     return jsonify(current_app.extensions["tricho.preview"].live())
 
 
+@bp.post("/live/target")
+@require_auth
+def live_target():
+    """Name the patient and zone being prepared: the live view then guides back to its baseline spot.
+
+    Body {"patient_id": "P-0042", "zone": "crown"}; {} or nulls clear the target.
+    """
+    from station.records import check_patient_id, check_zone
+
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return error(400, 'body must be a JSON object such as {"patient_id": "P-0042", "zone": "crown"} ({} clears)')
+    unknown = sorted(set(body) - {"patient_id", "zone"})
+    if unknown:
+        return error(400, f"unknown field {unknown[0]!r}; allowed: patient_id, zone", field=unknown[0])
+    preview = current_app.extensions["tricho.preview"]
+    if not body.get("patient_id") and not body.get("zone"):
+        preview.set_target(None, None)
+        return jsonify(guidance={})
+    try:
+        patient_id, zone = check_patient_id(body.get("patient_id")), check_zone(body.get("zone"))
+    except InvalidInput as exc:
+        return error(400, str(exc), field=exc.field)
+    return jsonify(guidance=preview.set_target(patient_id, zone))
+
+
+@bp.get("/live/guidance")
+@require_auth
+def live_guidance():
+    """Only the guidance (cheap; the page polls it ~5 times a second while a target is set)."""
+    return jsonify(guidance=current_app.extensions["tricho.preview"].guidance())
+
+
 # -- history --------------------------------------------------------------------------------
 def _history_args():
     from station.records import check_patient_id, check_zone
@@ -179,6 +212,30 @@ def history():
         return jsonify(_history_data())
     except InvalidInput as exc:
         return error(400, str(exc), field=exc.field)
+
+
+@bp.post("/history/baseline")
+@require_auth
+def set_history_baseline():
+    """Choose the baseline visit of a patient and zone: {"patient_id", "zone", "baseline_id"}."""
+    from station import followup
+    from station.records import check_patient_id, check_zone
+
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return error(400, 'body must be a JSON object {"patient_id", "zone", "baseline_id"}')
+    try:
+        patient_id, zone = check_patient_id(body.get("patient_id")), check_zone(body.get("zone"))
+        followup.set_baseline(get_station().storage, patient_id, zone, str(body.get("baseline_id") or ""))
+    except InvalidInput as exc:
+        return error(400, str(exc), field=exc.field)
+    except KeyError:
+        return error(400, "baseline_id: not an accepted visit of this patient and zone", field="baseline_id")
+    except StorageError as exc:
+        return error(507, str(exc))
+    from station.web import history as hist
+
+    return jsonify(hist.history(get_station().storage, patient_id, zone))
 
 
 @bp.get("/history.csv")
@@ -252,6 +309,38 @@ def calibrate_flat_field():
     if not isinstance(body, dict):
         return error(400, 'body must be a JSON object such as {"action": "reference"} or {"action": "check"}')
     return _run_calibration(lambda: calib.run_flat_field(get_station(), body.get("action", "reference")))
+
+
+@bp.get("/calibration/repeatability")
+@require_auth
+def repeatability_status():
+    from station import followup
+
+    return jsonify(followup.repeatability_status(get_station().storage))
+
+
+@bp.post("/calibration/repeatability")
+@require_auth
+def repeatability_step():
+    """One step of the repeat-capture procedure: {"action": "capture" | "finish" | "reset"}."""
+    from station import followup
+
+    body = request.get_json(silent=True)
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        return error(400, 'body must be a JSON object such as {"action": "capture"}')
+    try:
+        out = followup.repeatability_step(get_station(), body.get("action", "capture"))
+    except ValueError as exc:
+        return error(422, str(exc))
+    except CameraStalled as exc:
+        return error(503, f"camera stalled: {exc}")
+    except CameraError as exc:
+        return error(503, f"camera: {exc}")
+    except StorageError as exc:
+        return error(507, str(exc))
+    return jsonify(out), (201 if "stored" in out else 200)
 
 
 # -- live preview for kiosk scripts (same shared encoder as the page) -----------------------

@@ -129,7 +129,8 @@ def result(result_id: str):
                                     title="Shaft thickness", x_label="thickness (µm)", y_label="hairs",
                                     marker=a.get("vellus_threshold_um"), marker_label="vellus limit")
     station = get_station()
-    return render_template("result.html", r=record, a=a, histogram=histogram,
+    fu = (record.extra or {}).get("follow_up")
+    return render_template("result.html", r=record, a=a, histogram=histogram, fu=fu if isinstance(fu, dict) else None,
                            outbox_waiting=station.storage.outbox_count(),
                            mqtt=(station.status().get("mqtt") or {}))
 
@@ -187,9 +188,31 @@ def history():
     thickness_plot = plots.timeseries_svg([(v["captured_at"], v["mean_thickness_um"]) for v in accepted],
                                           title="Mean thickness", y_label="µm",
                                           baseline=base and base["mean_thickness_um"])
+    trend_plot = plots.trend_svg(data.get("trend"), title="Change from baseline (density)")
     other_zones = [z for p, z, _n, _l in patients if p == patient_id and z != zone]
     return render_template("history.html", h=data, density_plot=density_plot, thickness_plot=thickness_plot,
-                           other_zones=other_zones, show_all=args.get("all") == "1")
+                           trend_plot=trend_plot, other_zones=other_zones, show_all=args.get("all") == "1")
+
+
+@bp.post("/history/baseline")
+@login_required
+def set_baseline():
+    """Store the technician's baseline choice for a patient and zone ("make baseline")."""
+    from station import followup
+
+    f = request.form
+    try:
+        patient_id, zone = check_patient_id(f.get("patient_id")), check_zone(f.get("zone"))
+        rec = followup.set_baseline(get_station().storage, patient_id, zone, f.get("baseline_id", ""))
+        flash(f"Baseline set to the visit of {rec.captured_at[:10]}; later captures are compared with it.")
+    except InvalidInput as exc:
+        abort(400, description=str(exc))
+    except KeyError:
+        abort(400, description="That baseline is not an accepted visit of this patient and zone.")
+    except StorageError as exc:
+        flash(f"Could not store the baseline: {exc}", "error")
+    return redirect(url_for("pages.history", patient_id=patient_id, zone=zone,
+                            all="1" if f.get("all") == "1" else None))
 
 
 @bp.get("/history.csv")
@@ -212,9 +235,37 @@ def history_csv():
 def station_page():
     from station.web import calib
 
+    from station import followup
+
     station = get_station()
     return render_template("station.html", st=station.status(), cal=calib.overview(station),
-                           preview=_preview().live())
+                           preview=_preview().live(), rep=followup.repeatability_status(station.storage))
+
+
+@bp.post("/station/repeatability/<any('capture', 'finish', 'reset'):action>")
+@login_required
+def repeatability(action: str):
+    """The repeat-capture procedure: N captures of one spot, lens lifted and re-placed between them."""
+    from station import followup
+
+    try:
+        out = followup.repeatability_step(get_station(), action)
+        if "stored" in out:
+            d = out["stored"]
+            flash(f"Repeatability stored: CV {100 * d['cv']:.1f} % of the density over {d['repeats']} repeat captures "
+                  f"(noise band ±{followup.noise_pct(d['cv']):.1f} % for a change).")
+        elif action == "capture":
+            flash(f"Repeat {out['repeats_done']} of {out['repeats_required']} captured. Lift the lens, re-place it "
+                  "on the same spot, then capture the next repeat.")
+        elif action == "reset":
+            flash("Repeat captures discarded.")
+    except ValueError as exc:
+        flash(str(exc), "error")
+    except CameraError as exc:
+        flash(f"Camera problem: {exc}", "error")
+    except StorageError as exc:
+        flash(f"Could not store the repeatability: {exc}", "error")
+    return redirect(url_for("pages.station_page") + "#repeatability")
 
 
 @bp.post("/station/calibrate/<any('scale', 'flat-field', 'lighting-check'):step>")

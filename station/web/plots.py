@@ -177,3 +177,83 @@ def timeseries_svg(points: Sequence[tuple[str | datetime, float | None]], *, tit
     body.append(_text(ml + pw / 2, height - 10, "visit date (UTC)", size=13))
     body.append(_text(15, mt + ph / 2, y_label, size=13, rotate=True))
     return _svg(width, height, title, body)
+
+
+NOISE = "#e3e8ef"
+FAN = "#c9dcf2"
+MATCHED = "#1e8449"
+
+
+def trend_svg(trend: dict | None, *, title: str = "Change from baseline", width: int = 560,
+              height: int = 300) -> Markup:
+    """Change from the baseline (%) against months, with the noise band and the trend's 95 % band.
+
+    ``trend`` is ``core.trend.Trend.to_dict()`` (``station.followup.trend``): visits with
+    days_since_baseline, change_pct, source ("baseline", "matched", "density"), noise_pct;
+    the slope and its 95 % interval.  Drawn: a grey band ±noise_pct around 0 (what repeat
+    captures of an unchanged spot give), the least-squares line through the visits and a
+    shaded fan between the slopes at the ends of its 95 % interval, pivoting on the mean
+    point.  Matched changes (hair to hair) are green dots, density changes blue rings.
+    """
+    ml, mr, mt, mb = 62, 20, 32, 54
+    pw, ph = width - ml - mr, height - mt - mb
+    body = [_text(width / 2, 19, title, size=16, weight="bold")]
+    visits = list((trend or {}).get("visits") or [])
+    if len(visits) < 1:
+        body.append(_text(width / 2, height / 2, "no baseline visit yet"))
+        return _svg(width, height, title, body)
+    ts = [float(v["days_since_baseline"]) / 30.4375 for v in visits]
+    ys = [float(v["change_pct"]) for v in visits]
+    noise = float(trend.get("noise_pct") or 0.0)
+    slope = trend.get("slope_pct_per_month")
+    ci = trend.get("slope_ci95_pct_per_month")
+    t0, t1 = 0.0, max(max(ts), 1.0)
+    pad = (t1 - t0) * 0.05
+    t0, t1 = t0 - pad, t1 + pad
+    tbar, ybar = sum(ts) / len(ts), sum(ys) / len(ys)
+    fan = []
+    if slope is not None and ci:
+        for tt in (t0, t1):
+            fan.append([ybar + s * (tt - tbar) for s in (ci[0], ci[1])])
+    cand = ys + [noise, -noise] + [v for pair in fan for v in pair]
+    lo, hi = min(cand), max(cand)
+    span = hi - lo or 1.0
+    yt = nice_ticks(lo - 0.08 * span, hi + 0.08 * span, 6)
+    y0, y1 = yt[0], yt[-1]
+    sx = lambda t: ml + (t - t0) / (t1 - t0) * pw  # noqa: E731
+    sy = lambda v: mt + ph - (v - y0) / (y1 - y0) * ph  # noqa: E731
+    body.append(f'<rect x="{ml}" y="{sy(noise):.1f}" width="{pw}" height="{max(sy(-noise) - sy(noise), 1):.1f}"'
+                f' fill="{NOISE}" class="noise-band"><title>{escape(f"measurement noise ±{noise:.1f} % (95 %)")}</title></rect>')
+    for t in yt:
+        body.append(f'<line x1="{ml}" y1="{sy(t):.1f}" x2="{ml + pw}" y2="{sy(t):.1f}" stroke="{GRID}" stroke-width="1"/>')
+        body.append(_text(ml - 6, sy(t) + 4, _fmt(t), anchor="end", size=13))
+    body.append(f'<line x1="{ml}" y1="{sy(0):.1f}" x2="{ml + pw}" y2="{sy(0):.1f}" stroke="{BASE}" stroke-width="1.5"'
+                f' stroke-dasharray="7 5"/>')
+    body.append(_text(ml + 6, sy(noise) - 5, f"noise ±{noise:.1f} %", anchor="start", size=12, fill="#5a6675"))
+    if fan:
+        (a_lo, a_hi), (b_lo, b_hi) = fan
+        poly = " ".join(f"{sx(t):.1f},{sy(v):.1f}" for t, v in ((t0, a_lo), (t1, b_hi), (t1, b_lo), (t0, a_hi)))
+        body.append(f'<polygon points="{poly}" fill="{FAN}" fill-opacity="0.7" class="trend-band">'
+                    f'<title>{escape(f"trend 95 % interval {ci[0]:+.1f} to {ci[1]:+.1f} % per month")}</title></polygon>')
+        body.append(f'<line x1="{sx(t0):.1f}" y1="{sy(ybar + slope * (t0 - tbar)):.1f}" x2="{sx(t1):.1f}"'
+                    f' y2="{sy(ybar + slope * (t1 - tbar)):.1f}" stroke="{LINE}" stroke-width="2.5" class="trend-line">'
+                    f'<title>{escape(f"trend {slope:+.1f} % per month")}</title></line>')
+    for v, t, y in zip(visits, ts, ys):
+        src = v.get("source")
+        label = f"{str(v.get('captured_at', ''))[:10]}: {y:+.1f} % ({src})"
+        if src == "matched":
+            dot = f'<circle cx="{sx(t):.1f}" cy="{sy(y):.1f}" r="5.5" fill="{MATCHED}" class="pt-matched">'
+        elif src == "baseline":
+            dot = f'<circle cx="{sx(t):.1f}" cy="{sy(y):.1f}" r="5.5" fill="{BASE}" class="pt-baseline">'
+        else:
+            dot = f'<circle cx="{sx(t):.1f}" cy="{sy(y):.1f}" r="5" fill="#ffffff" stroke="{LINE}" stroke-width="2.5" class="pt-density">'
+        body.append(dot + f"<title>{escape(label)}</title></circle>")
+    for t in nice_ticks(max(t0, 0.0), t1, 6):
+        if t0 <= t <= t1:
+            body.append(f'<line x1="{sx(t):.1f}" y1="{mt + ph}" x2="{sx(t):.1f}" y2="{mt + ph + 5}" stroke="{INK}"/>')
+            body.append(_text(sx(t), mt + ph + 19, _fmt(t), size=13))
+    body.append(f'<line x1="{ml}" y1="{mt + ph}" x2="{ml + pw}" y2="{mt + ph}" stroke="{INK}" stroke-width="1.5"/>')
+    body.append(f'<line x1="{ml}" y1="{mt}" x2="{ml}" y2="{mt + ph}" stroke="{INK}" stroke-width="1.5"/>')
+    body.append(_text(ml + pw / 2, height - 10, "months since baseline", size=13))
+    body.append(_text(15, mt + ph / 2, "change of density (%)", size=13, rotate=True))
+    return _svg(width, height, title, body)

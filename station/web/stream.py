@@ -8,6 +8,13 @@
 - the live analysis takes the newest preview frame a few times a second, counts hairs and
   measures focus and exposure; it steps aside while a capture is being analysed.
 
+- the guidance (issue 8), only while the page has named a patient and zone with a baseline
+  visit (``set_target``): a ``core.registration.PreviewRegistrar`` built once per baseline
+  registers the newest preview frame on the baseline image several times a second and says
+  which way to move the lens, how far to turn it, the overlap and whether it is on target.
+  It is OpenCV only (no numba), so it never waits for the analysis lock; it steps aside
+  while a capture is being analysed.
+
 The LED ring is held on (``Station.acquire_light``) while anyone watches.
 """
 from __future__ import annotations
@@ -80,7 +87,7 @@ def _drawer(lines: Any) -> Callable[[np.ndarray], None] | None:
 class PreviewBroadcaster:
     def __init__(self, station: Any, *, jpeg_quality: int = 75, analysis_hz: float = 3.0,
                  live_analysis: Callable[[Any, np.ndarray, float], dict[str, Any]] | None = default_live_analysis,
-                 idle_timeout_s: float = 2.0) -> None:
+                 idle_timeout_s: float = 2.0, guidance_hz: float = 8.0) -> None:
         self.station = station
         self.jpeg_quality = jpeg_quality
         self.analysis_period_s = 1.0 / analysis_hz if analysis_hz > 0 else 0.0
@@ -100,6 +107,12 @@ class PreviewBroadcaster:
         self._encode_times: list[float] = []
         self.frames_encoded = 0
         self.button_presses = 0
+        self.guidance_period_s = 1.0 / guidance_hz if guidance_hz > 0 else 0.0
+        self._target: tuple[str, str] | None = None
+        self._target_seq = 0
+        self._guider: threading.Thread | None = None
+        self._guidance: dict[str, Any] = {}
+        self._guidance_times: list[float] = []
 
     # -- viewers ------------------------------------------------------------------------
     @property
@@ -123,6 +136,7 @@ class PreviewBroadcaster:
             if self._analyser is None and self.live_analysis is not None:
                 self._analyser = threading.Thread(target=self._analysis_loop, name="live-analysis", daemon=True)
                 self._analyser.start()
+            self._start_guider()
         if first:
             self.station.acquire_light()
 
@@ -146,7 +160,7 @@ class PreviewBroadcaster:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        for t in (self._encoder, self._analyser):
+        for t in (self._encoder, self._analyser, self._guider):
             if t is not None:
                 t.join(timeout=3)
 
@@ -287,10 +301,155 @@ class PreviewBroadcaster:
         if live.get("at") is not None:
             live["age_s"] = round(max(0.0, time.time() - live.pop("at")), 2)
         out["analysis"] = live if self._viewers else {}
+        out["guidance"] = self.guidance()
         return out
+
+    # -- guidance: re-find the baseline spot ----------------------------------------------
+    def set_target(self, patient_id: str | None, zone: str | None) -> dict[str, Any]:
+        """The patient and zone being prepared on the page (None: none); returns the guidance state."""
+        with self._cond:
+            new = (patient_id, zone) if patient_id and zone else None
+            if new != self._target:
+                self._target = new
+                self._target_seq += 1
+                self._guidance = {}
+                self._guidance_times = []
+            self._start_guider()
+            self._cond.notify_all()
+        return self.guidance()
+
+    def _start_guider(self) -> None:
+        """(Lock held.) Start the guidance thread when someone watches and a target is set."""
+        if self._guider is None and self._target is not None and self._should_run():
+            self._guider = threading.Thread(target=self._guidance_loop, name="preview-guidance", daemon=True)
+            self._guider.start()
+
+    def guidance(self) -> dict[str, Any]:
+        """What the page shows over the stream: arrows (mm), rotation, overlap, on target; {} without target."""
+        with self._cond:
+            target, g = self._target, dict(self._guidance)
+            times = list(self._guidance_times)
+        if target is None:
+            return {}
+        out = {"patient_id": target[0], "zone": target[1], "active": bool(self._viewers), **g}
+        now = time.monotonic()
+        if len(times) >= 2 and now - times[-1] < 1.0:
+            out["updates_per_s"] = round((len(times) - 1) / (times[-1] - times[0]), 1)
+        else:
+            out["updates_per_s"] = 0.0
+        if g.get("_at") is not None:
+            out["age_s"] = round(max(0.0, now - g["_at"]), 2)
+        out.pop("_at", None)
+        return out
+
+    def _guidance_loop(self) -> None:
+        from core.registration import PreviewRegistrar
+        from station import followup
+        from station.imageio import read_image
+
+        seq = 0
+        registrar: tuple[str, Any] | None = None  # (baseline id, PreviewRegistrar)
+        baseline, looked_up_at, target_seq = None, 0.0, -1
+        try:
+            while True:
+                with self._cond:
+                    target = self._target
+                    if not self._should_run() or target is None:
+                        self._guider = None
+                        return
+                    if self._target_seq != target_seq:
+                        target_seq, looked_up_at = self._target_seq, 0.0
+                t0 = time.monotonic()
+                if t0 - looked_up_at > 3.0:  # the baseline may change (a new accepted visit, "make baseline")
+                    baseline = followup.baseline_record(self.station.storage, *target)
+                    looked_up_at = t0
+                if baseline is None:
+                    self._publish_guidance(target_seq, {
+                        "baseline_id": None, "state": "no_baseline",
+                        "message": "no accepted visit of this patient and zone yet: this capture becomes the baseline"})
+                    self._pause(0.5)
+                    continue
+                if registrar is None or registrar[0] != baseline.id:
+                    tb = time.monotonic()
+                    img = read_image(self.station.storage.image_path(baseline.image_file))
+                    registrar = (baseline.id, PreviewRegistrar(img, baseline.um_per_px))
+                    log.info("guidance: baseline %s prepared in %.0f ms", baseline.id, (time.monotonic() - tb) * 1000)
+                lock = getattr(self.station, "_analysis_lock", None)
+                if lock is not None and lock.locked():  # a capture (or the live count) is being analysed
+                    self._pause(0.05)
+                    continue
+                seq, frame = self.station.wait_preview(seq, timeout_s=0.5)
+                if frame is None:
+                    self._pause(0.1)
+                    continue
+                t1 = time.monotonic()
+                um = self.station.scale().um_per_px * float(getattr(self.station.camera, "preview_scale", 1.0))
+                reg = registrar[1].register(frame.image, um)
+                g = guidance_from_registration(reg)
+                g.update(baseline_id=baseline.id, baseline_captured_at=baseline.captured_at,
+                         register_ms=round((time.monotonic() - t1) * 1000, 1),
+                         latency_ms=round((time.monotonic() - t1) * 1000 + 1000.0 / max(
+                             float(getattr(self.station.config.camera, "preview_fps", 20.0) or 20.0), 1.0), 1))
+                self._publish_guidance(target_seq, g)
+                spent = time.monotonic() - t0
+                self._pause(max(self.guidance_period_s - spent, 0.25 * spent))  # at most ~80 % of a core
+        except Exception as exc:
+            log.exception("guidance thread failed")
+            with self._cond:
+                self._guidance = {"state": "error", "error": str(exc)}
+                self._guider = None
+
+    def _pause(self, seconds: float) -> None:
+        if seconds > 0:
+            with self._cond:
+                seq = self._target_seq
+                self._cond.wait_for(lambda: not self._should_run() or self._target_seq != seq, timeout=seconds)
+
+    def _publish_guidance(self, target_seq: int, g: dict[str, Any]) -> None:
+        with self._cond:
+            if target_seq != self._target_seq:
+                return  # the page named another patient/zone meanwhile
+            now = time.monotonic()
+            self._guidance = {**g, "_at": now}
+            if "on_target" in g:
+                self._guidance_times.append(now)
+                if len(self._guidance_times) > 20:
+                    del self._guidance_times[:-20]
 
     def press_button(self) -> None:
         """The hardware capture button was pressed: pages polling live() submit their capture form."""
         with self._cond:
             self.button_presses += 1
             self._cond.notify_all()
+
+
+def guidance_from_registration(reg: Any) -> dict[str, Any]:
+    """Turn a ``Registration`` of the live frame into instructions for the technician.
+
+    ``move_x_mm, move_y_mm``: which way to move the field of view, in the axes of the live
+    image on screen (x right, y down), to bring its centre onto the baseline centre; ``turn_deg``:
+    how far to turn it (positive = clockwise on screen).  Whether the lens moves the same or
+    the opposite way as the field of view depends on the optics (check once on the station).
+    """
+    if not reg.success:
+        return {"state": "not_found", "on_target": False, "success": False, "reason": reg.reason,
+                "message": "baseline spot not in view: move slowly around the area of the baseline photo"}
+    m = np.array(reg.matrix_px, dtype=np.float64)
+    lin = m[:, :2] / max(float(np.hypot(m[0, 0], m[1, 0])), 1e-9)
+    # the offset is in baseline axes; the correction, seen in the live image, is -R^T d
+    move = -(lin.T @ np.array([reg.dx_um, reg.dy_um])) / 1000.0
+    state = "on_target" if reg.on_target else "adjust"
+    parts = []
+    if reg.offset_um > reg.max_offset_um:
+        horiz = f"{abs(move[0]):.2f} mm {'right' if move[0] > 0 else 'left'}"
+        vert = f"{abs(move[1]):.2f} mm {'down' if move[1] > 0 else 'up'}"
+        parts.append(f"move {horiz}, {vert}")
+    if abs(reg.rotation_deg) > reg.max_rotation_deg:
+        parts.append(f"turn {abs(reg.rotation_deg):.1f}° {'counter-clockwise' if reg.rotation_deg > 0 else 'clockwise'}")
+    return {"state": state, "success": True, "on_target": bool(reg.on_target),
+            "dx_um": round(reg.dx_um, 1), "dy_um": round(reg.dy_um, 1), "offset_mm": round(reg.offset_um / 1000.0, 3),
+            "rotation_deg": round(reg.rotation_deg, 2), "turn_deg": round(-reg.rotation_deg, 2),
+            "move_x_mm": round(float(move[0]), 3), "move_y_mm": round(float(move[1]), 3),
+            "overlap_pct": round(100.0 * reg.overlap_fraction, 1), "match_quality": round(reg.match_quality, 3),
+            "max_offset_mm": round(reg.max_offset_um / 1000.0, 3), "max_rotation_deg": reg.max_rotation_deg,
+            "message": "ON TARGET: same spot as the baseline" if reg.on_target else "; ".join(parts) or "adjust"}

@@ -128,5 +128,85 @@
     }, { passive: false });
   }
 
+  // Follow-up guidance (issue 8): tell the station which patient and zone is being prepared;
+  // while it has a baseline, poll the guidance ~5 times a second and draw the arrows.
+  var guide = document.getElementById("guidance");
+  var captureForm = document.getElementById("capture-form");
+  if (guide && captureForm) {
+    var targetKey = null, guideTimer = null, sendTimer = null;
+    var currentTarget = function () {
+      var pid = (document.getElementById("patient_id") || {}).value || "";
+      var zr = captureForm.querySelector('input[name="zone"]:checked');
+      var zone = zr ? zr.value : "";
+      if (zone === "other") { zone = (document.getElementById("zone_other") || {}).value || ""; }
+      pid = pid.trim(); zone = zone.trim();
+      return (pid && zone && /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(pid)) ? { patient_id: pid, zone: zone } : {};
+    };
+    var txt = function (id, t) { var el = document.getElementById(id); if (el) el.textContent = t; };
+    var draw = function (g) {
+      if (!g || !g.patient_id) { guide.hidden = true; return; }
+      guide.hidden = false;
+      var cls = g.state === "on_target" ? "on-target" : (g.state === "adjust" ? "adjust" : (g.state === "not_found" ? "not-found" : ""));
+      guide.className = "guidance " + cls;
+      var arrow = document.getElementById("g-arrow"), turn = document.getElementById("g-turn");
+      if (g.state === "no_baseline") {
+        txt("g-state", "First visit of this zone"); txt("g-msg", g.message || "");
+        txt("g-offset", "–"); txt("g-rot", "–"); txt("g-overlap", "–");
+        arrow.setAttribute("x2", "0"); arrow.setAttribute("y2", "0"); turn.setAttribute("d", "");
+        return;
+      }
+      if (!g.success) {
+        txt("g-state", g.state === "error" ? "Guidance error" : (g.state ? "Baseline spot not in view" : "Finding the baseline spot…"));
+        txt("g-msg", g.message || g.error || ""); txt("g-offset", "–"); txt("g-rot", "–"); txt("g-overlap", "–");
+        arrow.setAttribute("x2", "0"); arrow.setAttribute("y2", "0"); turn.setAttribute("d", "");
+        return;
+      }
+      txt("g-state", g.on_target ? "ON TARGET" : "Move the lens");
+      txt("g-msg", g.on_target ? "Same spot as the baseline visit: capture now." : g.message);
+      txt("g-offset", g.offset_mm.toFixed(2) + " mm off");
+      txt("g-rot", (g.turn_deg >= 0 ? "+" : "") + g.turn_deg.toFixed(1) + "° turn");
+      txt("g-overlap", Math.round(g.overlap_pct) + " %");
+      // arrow length: 1 mm = 40 units, capped at the dial
+      var len = Math.hypot(g.move_x_mm, g.move_y_mm), k = len > 0 ? Math.min(40, 40 * len) / len : 0;
+      var ax = g.on_target ? 0 : g.move_x_mm * k, ay = g.on_target ? 0 : g.move_y_mm * k;
+      arrow.setAttribute("x2", ax.toFixed(1)); arrow.setAttribute("y2", ay.toFixed(1));
+      // turn: an arc on the dial, clockwise for positive turn_deg
+      var tdeg = Math.max(-90, Math.min(90, g.turn_deg * 6));
+      if (Math.abs(g.turn_deg) > (g.max_rotation_deg || 3) / 3) {
+        var r = 46, a0 = -Math.PI / 2, a1 = a0 + tdeg * Math.PI / 180;
+        turn.setAttribute("d", "M" + (r * Math.cos(a0)).toFixed(1) + "," + (r * Math.sin(a0)).toFixed(1) +
+          " A" + r + "," + r + " 0 0," + (tdeg > 0 ? 1 : 0) + " " + (r * Math.cos(a1)).toFixed(1) + "," + (r * Math.sin(a1)).toFixed(1));
+      } else { turn.setAttribute("d", ""); }
+    };
+    var pollGuide = function () {
+      guideTimer = null;
+      if (targetKey === null) return;
+      if (document.hidden) { guideTimer = setTimeout(pollGuide, 1000); return; }
+      fetch(guide.dataset.url, { headers: { "Accept": "application/json" }, credentials: "same-origin", cache: "no-store" })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (d) { if (d) draw(d.guidance); })
+        .catch(function () {})
+        .then(function () { if (targetKey !== null && !guideTimer) guideTimer = setTimeout(pollGuide, 180); });
+    };
+    var sendTarget = function () {
+      var t = currentTarget(), key = JSON.stringify(t);
+      if (key === targetKey || (targetKey === null && key === "{}")) return;
+      fetch(guide.dataset.targetUrl, { method: "POST", credentials: "same-origin", cache: "no-store",
+        headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRF-Token": csrf },
+        body: key })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (d) {
+          targetKey = key === "{}" ? null : key;
+          draw(d ? d.guidance : null);
+          if (targetKey !== null && !guideTimer) pollGuide();
+        })
+        .catch(function () {});
+    };
+    var later = function () { clearTimeout(sendTimer); sendTimer = setTimeout(sendTarget, 400); };
+    captureForm.addEventListener("input", later);
+    captureForm.addEventListener("change", later);
+    sendTarget();
+  }
+
   window.trichoCsrf = csrf;
 })();
