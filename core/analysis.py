@@ -1,0 +1,245 @@
+"""Public entry points: ``analyze``, ``analyze_preview``, ``warm_up``, ``configure_threads``.
+
+Threading: the core is single-threaded on purpose.  On the 2-core station, numba's
+``parallel=True`` made a full analysis 2.5x slower (100 -> 250 ms, benchmarks/bench_core.py),
+and its workqueue layer aborts on concurrent parallel calls.  Without it, analyses may
+run from any thread; the station still uses one analysis thread.  OpenCV's own pool is
+set to 1 thread by ``configure_threads`` (the station calls it; importing ``core`` changes
+no global state).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from . import follicles, hairs
+from ._validate import as_gray_float32, check_positive, check_um_per_px
+from .image_quality import measure_image_quality
+from .result import AnalysisResult, Hair, PreviewResult, thickness_histogram
+from .skin_mask import find_skin_mask
+
+MAX_VELLUS_THRESHOLD_UM = 200.0
+MAX_MIN_LENGTH_UM = 10000.0
+PREVIEW_MIN_LENGTH_UM = 150.0
+PREVIEW_DETECT_UM_PER_PX = 14.0
+UNDER_SKIN_MAX_UM = 500.0
+MIN_ASPECT = 2.5  # shaft length / width below which a ridge is a blob
+MIN_STRAIGHTNESS = 0.7  # end-to-end distance / length; rims of round things curl
+
+
+def analyze(image, um_per_px, *, vellus_threshold_um=40.0, min_visible_length_um=150.0, mask=None) -> AnalysisResult:
+    """Count hairs and measure shaft thickness on one trichoscope image.
+
+    Parameters
+    ----------
+    image : ndarray
+        Grey (H, W) or colour (H, W, 3|4, RGB order) image, uint8 / uint16, or float in [0, 1].
+    um_per_px : float
+        Scale in micrometres per pixel (0.2-100; trichoscopes give about 2-8).
+    vellus_threshold_um : float
+        Hairs at most this thick (µm) are vellus, thicker ones terminal.
+    min_visible_length_um : float
+        A hair counts when at least this much of its shaft (µm) lies in the analysed area.
+    mask : ndarray of bool, optional
+        (H, W), True = analyse.  Combined with the automatic skin mask (banners, scale bars,
+        text and clipped areas are always excluded).
+
+    Returns
+    -------
+    AnalysisResult.  An otherwise valid image with nothing on it (e.g. uniform) gives zero
+    hairs and None for the mean and median thickness; it is not an error.
+
+    Raises
+    ------
+    ValueError naming the parameter when an input is unusable.
+    """
+    t0 = time.perf_counter()
+    gray = as_gray_float32(image, "image", integer_luma=True)
+    um = check_um_per_px(um_per_px)
+    vellus = check_positive(vellus_threshold_um, "vellus_threshold_um", 0.0, MAX_VELLUS_THRESHOLD_UM)
+    min_len = check_positive(min_visible_length_um, "min_visible_length_um", 0.0, MAX_MIN_LENGTH_UM)
+    user_mask = _check_mask(mask, gray.shape)
+    h, w = gray.shape
+
+    skin = find_skin_mask(gray, user_mask)
+    quality = measure_image_quality(gray, skin)
+    factor = hairs.detection_factor(um)
+    det, valid = hairs.to_detection_grid(gray, skin, factor)
+    found: list[Hair] = []
+    if valid.sum() > 64:
+        contrast = hairs.relative_contrast(det, valid, um * factor)
+        dark = hairs.hair_polarity(contrast, valid, um * factor)
+        lines = hairs.trace_lines(contrast, valid, dark, um * factor, factor, min_len)
+        widths = hairs.measure_widths(gray, skin, lines)
+        found = _assemble(lines, widths, skin, valid, um, min_len)
+
+    area_cm2 = float(skin.sum()) * (um * 1e-4) ** 2
+    thick = np.array([hr.thickness_um for hr in found], float)
+    n = len(found)
+    units = follicles.unit_histogram([hr.unit for hr in found])
+    return AnalysisResult(
+        width=w, height=h, um_per_px=um, area_cm2=area_cm2, hair_count=n,
+        density_per_cm2=n / area_cm2 if area_cm2 > 0 else 0.0,
+        mean_thickness_um=float(thick.mean()) if n else None,
+        median_thickness_um=float(np.median(thick)) if n else None,
+        vellus_threshold_um=vellus,
+        vellus_count=int(np.sum(thick <= vellus)), terminal_count=int(np.sum(thick > vellus)),
+        cumulative_thickness_mm_per_cm2=float(thick.sum() / 1000.0 / area_cm2) if area_cm2 > 0 else 0.0,
+        follicular_units=units, thickness_histogram=thickness_histogram(thick), hairs=tuple(found),
+        quality=quality, elapsed_ms=(time.perf_counter() - t0) * 1000.0, skin_mask=skin,
+    )
+
+
+def _assemble(lines, widths, skin, valid, um, min_len) -> list:
+    """Hairs from measured lines: roots, trimming at the opening, count rule and units."""
+    cands = []
+    for i, p in enumerate(widths.dense):
+        wpx = widths.width_px[i]
+        if len(p) < 2 or not math.isfinite(wpx):
+            continue  # no cross-section looked like a shaft: not a hair
+        arc = float(np.sum(np.hypot(*np.diff(p, axis=0).T)))
+        if arc < MIN_ASPECT * wpx or float(np.hypot(*(p[-1] - p[0]))) < MIN_STRAIGHTNESS * arc:
+            continue  # a blob or the rim of one (follicle opening, flake), not a shaft
+        cands.append((p, float(wpx) * um, arc))
+    oriented, roots = [], []
+    for p, t_um, _ in cands:
+        r = follicles.find_root(p, t_um, lines.contrast, lines.factor, um, valid)
+        if r is None:
+            oriented.append(p)
+            roots.append(None)
+            continue
+        q = p if r[1] == 0 else p[::-1]
+        # the shaft starts at the opening: what lies beyond is hair under the skin
+        k = int(np.argmin(np.hypot(q[:, 0] - r[0][0], q[:, 1] - r[0][1])))
+        oriented.append(q[k:] if len(q) - k >= 2 else q)
+        roots.append(r[0])
+    drop = _under_skin_pieces(oriented, roots, [c[1] for c in cands], [c[2] for c in cands], um)
+    h, w = skin.shape
+    kept, kept_roots = [], []
+    for i, (q, (_, t_um, _)) in enumerate(zip(oriented, cands)):
+        if i in drop:
+            continue
+        xi = np.clip(np.round(q[:, 0]).astype(int), 0, w - 1)
+        yi = np.clip(np.round(q[:, 1]).astype(int), 0, h - 1)
+        inside = skin[yi, xi]
+        visible_um = float(np.sum(np.hypot(*np.diff(q, axis=0).T)[inside[1:] & inside[:-1]])) * um
+        if visible_um < min_len:
+            continue
+        kept.append((q, visible_um, t_um))
+        kept_roots.append(roots[i])
+    units = follicles.group_units(kept_roots, um)
+    out = []
+    for (q, vis, t_um), root, unit in zip(kept, kept_roots, units):
+        x, y = _midpoint(q)
+        d = q[-1] - q[0]
+        ang = math.degrees(math.atan2(-d[1], d[0])) % 180.0
+        out.append(Hair(np.ascontiguousarray(q, dtype=np.float32), x, y, ang, vis, t_um, root, unit))
+    return out
+
+
+def _under_skin_pieces(lines, roots, thick_um, arc_px, um) -> set:
+    """Short lines leaving an opening straight opposite a hair rooted there: the blue-grey
+    part of that hair under the skin, not a second hair."""
+    short = [j for j, p in enumerate(lines) if arc_px[j] * um <= UNDER_SKIN_MAX_UM and len(p) >= 3]
+    if not short or all(r is None for r in roots):
+        return set()
+    # both ends of every short line, with the direction pointing into the line
+    ends, dirs, owner = [], [], []
+    for j in short:
+        p = lines[j]
+        k = min(len(p) - 1, 4)
+        for a, b in ((p[0], p[k]), (p[-1], p[-1 - k])):
+            ends.append(a)
+            dirs.append((b - a) / max(float(np.hypot(*(b - a))), 1e-9))
+            owner.append(j)
+    ends, dirs, owner = np.array(ends), np.array(dirs), np.array(owner)
+    drop = set()
+    for i, root in enumerate(roots):
+        if root is None:
+            continue
+        q = lines[i]
+        k = min(len(q) - 1, max(2, int(2 * thick_um[i] / um)))
+        u = (q[k] - q[0]) / max(float(np.hypot(*(q[k] - q[0]))), 1e-9)
+        near = max(60.0, thick_um[i]) / um
+        hit = (np.hypot(ends[:, 0] - root[0], ends[:, 1] - root[1]) <= near) & (dirs @ u < -0.7) & (owner != i)
+        drop.update(int(j) for j in owner[hit])
+    return drop
+
+
+def _midpoint(p: np.ndarray) -> tuple[float, float]:
+    seg = np.hypot(*np.diff(p, axis=0).T)
+    arc = np.concatenate([[0.0], np.cumsum(seg)])
+    half = arc[-1] / 2
+    return float(np.interp(half, arc, p[:, 0])), float(np.interp(half, arc, p[:, 1]))
+
+
+def _check_mask(mask, shape):
+    if mask is None:
+        return None
+    if not isinstance(mask, np.ndarray):
+        raise ValueError(f"mask must be a numpy bool array, got {type(mask).__name__}")
+    if mask.shape != shape:
+        raise ValueError(f"mask must have the image's shape {shape}, got {mask.shape}")
+    if mask.dtype != bool:
+        raise ValueError(f"mask must be a bool array, got {mask.dtype}")
+    return mask
+
+
+def analyze_preview(image, um_per_px) -> PreviewResult:
+    """Fast live-view pass: centre lines (px of ``image``) and a hair count; no widths,
+    roots, units or quality.
+
+    Meant for a binned ~1014x760 frame (about 8 µm per px at the station's lens); lines are
+    found on a ~14 µm grid, so the finest vellus hairs may be missed and the count can
+    differ from ``analyze``'s (same 150 µm visible-length rule, no width checks).
+    """
+    t0 = time.perf_counter()
+    gray = as_gray_float32(image, "image", integer_luma=True)
+    um = check_um_per_px(um_per_px)
+    skin = find_skin_mask(gray)
+    factor = hairs.detection_factor(um, PREVIEW_DETECT_UM_PER_PX)
+    det, valid = hairs.to_detection_grid(gray, skin, factor)
+    out = []
+    if valid.sum() > 64:
+        contrast = hairs.relative_contrast(det, valid, um * factor)
+        dark = hairs.hair_polarity(contrast, valid, um * factor)
+        lines = hairs.trace_lines(contrast, valid, dark, um * factor, factor, PREVIEW_MIN_LENGTH_UM)
+        for p in lines.lines:
+            if len(p) > 1 and float(np.sum(np.hypot(*np.diff(p, axis=0).T))) * um >= PREVIEW_MIN_LENGTH_UM:
+                out.append(p.astype(np.float32))
+    h, w = gray.shape
+    return PreviewResult(w, h, um, len(out), tuple(out), (time.perf_counter() - t0) * 1000.0)
+
+
+def warm_up() -> float:
+    """Compile (or load from the numba cache) and run every kernel once on a small synthetic
+    image, so the first real capture pays no JIT. Returns the time taken in ms."""
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    img = np.full((160, 200), 0.7, np.float32)
+    yy, xx = np.mgrid[0:160, 0:200]
+    for k, (a, b) in enumerate(((0.3, 20.0), (-0.5, 120.0))):
+        d = np.abs(yy - (a * xx + b)) / math.hypot(a, 1)
+        img -= np.float32(0.5) * np.clip(1.0 - d / (3 + 2 * k), 0, 1).astype(np.float32)
+    img += rng.normal(0, 0.01, img.shape).astype(np.float32)
+    img = np.clip(img, 0, 1).astype(np.float32)
+    analyze(img, 4.0)
+    analyze((img * 255).astype(np.uint8), 4.0)
+    analyze_preview(img, 8.0)
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def configure_threads(opencv_threads: int = 1) -> int:
+    """Set OpenCV's thread pool for this process (default 1) and return the value set.
+
+    The station calls this once at start-up.  With 1 OpenCV thread both core and the
+    OpenCV baseline ran fastest here (2 threads: baseline 73 -> 99 ms, core unchanged):
+    a second pool only competes with the camera, web and MQTT threads for 2 cores.
+    """
+    import cv2
+
+    n = int(check_positive(opencv_threads, "opencv_threads", 0, 64))
+    cv2.setNumThreads(n)
+    return n
