@@ -130,7 +130,7 @@ def result(result_id: str):
                                     marker=a.get("vellus_threshold_um"), marker_label="vellus limit")
     station = get_station()
     fu = (record.extra or {}).get("follow_up")
-    return render_template("result.html", r=record, a=a, histogram=histogram, fu=fu if isinstance(fu, dict) else None,
+    return render_template("result.html", r=record, a=a, histogram=histogram, fup=fu if isinstance(fu, dict) else None,
                            outbox_waiting=station.storage.outbox_count(),
                            mqtt=(station.status().get("mqtt") or {}))
 

@@ -179,7 +179,7 @@ def timeseries_svg(points: Sequence[tuple[str | datetime, float | None]], *, tit
     return _svg(width, height, title, body)
 
 
-NOISE = "#e3e8ef"
+NOISE = "#b8c2cf"
 FAN = "#c9dcf2"
 MATCHED = "#1e8449"
 
@@ -191,9 +191,9 @@ def trend_svg(trend: dict | None, *, title: str = "Change from baseline", width:
     ``trend`` is ``core.trend.Trend.to_dict()`` (``station.followup.trend``): visits with
     days_since_baseline, change_pct, source ("baseline", "matched", "density"), noise_pct;
     the slope and its 95 % interval.  Drawn: a grey band ±noise_pct around 0 (what repeat
-    captures of an unchanged spot give), the least-squares line through the visits and a
-    shaded fan between the slopes at the ends of its 95 % interval, pivoting on the mean
-    point.  Matched changes (hair to hair) are green dots, density changes blue rings.
+    captures of an unchanged spot give), the least-squares line through the visits and its
+    shaded 95 % confidence band (narrowest at the mean visit, widening away from it).
+    Matched changes (hair to hair) are green dots, density changes blue rings.
     """
     ml, mr, mt, mb = 62, 20, 32, 54
     pw, ph = width - ml - mr, height - mt - mb
@@ -211,10 +211,16 @@ def trend_svg(trend: dict | None, *, title: str = "Change from baseline", width:
     pad = (t1 - t0) * 0.05
     t0, t1 = t0 - pad, t1 + pad
     tbar, ybar = sum(ts) / len(ts), sum(ys) / len(ys)
-    fan = []
-    if slope is not None and ci:
-        for tt in (t0, t1):
-            fan.append([ybar + s * (tt - tbar) for s in (ci[0], ci[1])])
+    band = []  # 95 % confidence band of the fitted line: ybar + slope (t - tbar) ± 1.96 SE(t)
+    se = trend.get("slope_se_pct_per_month")
+    if slope is not None and se is not None:
+        sxx = sum((t - tbar) ** 2 for t in ts)
+        se_mean = se * math.sqrt(sxx / len(ts))  # the same sigma at the mean point
+        for k in range(41):
+            tt = t0 + (t1 - t0) * k / 40
+            half = 1.96 * math.sqrt(se_mean ** 2 + (se * (tt - tbar)) ** 2)
+            band.append((tt, ybar + slope * (tt - tbar) - half, ybar + slope * (tt - tbar) + half))
+    fan = [[lo_, hi_] for _, lo_, hi_ in band]
     cand = ys + [noise, -noise] + [v for pair in fan for v in pair]
     lo, hi = min(cand), max(cand)
     span = hi - lo or 1.0
@@ -222,19 +228,23 @@ def trend_svg(trend: dict | None, *, title: str = "Change from baseline", width:
     y0, y1 = yt[0], yt[-1]
     sx = lambda t: ml + (t - t0) / (t1 - t0) * pw  # noqa: E731
     sy = lambda v: mt + ph - (v - y0) / (y1 - y0) * ph  # noqa: E731
-    body.append(f'<rect x="{ml}" y="{sy(noise):.1f}" width="{pw}" height="{max(sy(-noise) - sy(noise), 1):.1f}"'
-                f' fill="{NOISE}" class="noise-band"><title>{escape(f"measurement noise ±{noise:.1f} % (95 %)")}</title></rect>')
     for t in yt:
         body.append(f'<line x1="{ml}" y1="{sy(t):.1f}" x2="{ml + pw}" y2="{sy(t):.1f}" stroke="{GRID}" stroke-width="1"/>')
         body.append(_text(ml - 6, sy(t) + 4, _fmt(t), anchor="end", size=13))
+    if band:
+        poly = " ".join(f"{sx(t):.1f},{sy(v):.1f}" for t, _, v in band) + " " + \
+            " ".join(f"{sx(t):.1f},{sy(v):.1f}" for t, v, _ in reversed(band))
+        body.append(f'<polygon points="{poly}" fill="{FAN}" fill-opacity="0.55" class="trend-band">'
+                    f'<title>{escape(f"trend 95 % band; slope {ci[0]:+.1f} to {ci[1]:+.1f} % per month")}</title></polygon>')
+    body.append(f'<rect x="{ml}" y="{sy(noise):.1f}" width="{pw}" height="{max(sy(-noise) - sy(noise), 1):.1f}"'
+                f' fill="{NOISE}" fill-opacity="0.55" class="noise-band"><title>{escape(f"measurement noise ±{noise:.1f} % (95 %)")}</title></rect>')
+    for yv in (noise, -noise):
+        body.append(f'<line x1="{ml}" y1="{sy(yv):.1f}" x2="{ml + pw}" y2="{sy(yv):.1f}" stroke="#8a96a5"'
+                    f' stroke-width="1" stroke-dasharray="3 3"/>')
     body.append(f'<line x1="{ml}" y1="{sy(0):.1f}" x2="{ml + pw}" y2="{sy(0):.1f}" stroke="{BASE}" stroke-width="1.5"'
                 f' stroke-dasharray="7 5"/>')
-    body.append(_text(ml + 6, sy(noise) - 5, f"noise ±{noise:.1f} %", anchor="start", size=12, fill="#5a6675"))
-    if fan:
-        (a_lo, a_hi), (b_lo, b_hi) = fan
-        poly = " ".join(f"{sx(t):.1f},{sy(v):.1f}" for t, v in ((t0, a_lo), (t1, b_hi), (t1, b_lo), (t0, a_hi)))
-        body.append(f'<polygon points="{poly}" fill="{FAN}" fill-opacity="0.7" class="trend-band">'
-                    f'<title>{escape(f"trend 95 % interval {ci[0]:+.1f} to {ci[1]:+.1f} % per month")}</title></polygon>')
+    body.append(_text(ml + pw - 4, sy(noise) - 5, f"noise ±{noise:.1f} %", anchor="end", size=12, fill="#5a6675"))
+    if band:
         body.append(f'<line x1="{sx(t0):.1f}" y1="{sy(ybar + slope * (t0 - tbar)):.1f}" x2="{sx(t1):.1f}"'
                     f' y2="{sy(ybar + slope * (t1 - tbar)):.1f}" stroke="{LINE}" stroke-width="2.5" class="trend-line">'
                     f'<title>{escape(f"trend {slope:+.1f} % per month")}</title></line>')

@@ -170,6 +170,7 @@
       var len = Math.hypot(g.move_x_mm, g.move_y_mm), k = len > 0 ? Math.min(40, 40 * len) / len : 0;
       var ax = g.on_target ? 0 : g.move_x_mm * k, ay = g.on_target ? 0 : g.move_y_mm * k;
       arrow.setAttribute("x2", ax.toFixed(1)); arrow.setAttribute("y2", ay.toFixed(1));
+      arrow.setAttribute("visibility", Math.hypot(ax, ay) < 3 ? "hidden" : "visible");
       // turn: an arc on the dial, clockwise for positive turn_deg
       var tdeg = Math.max(-90, Math.min(90, g.turn_deg * 6));
       if (Math.abs(g.turn_deg) > (g.max_rotation_deg || 3) / 3) {
