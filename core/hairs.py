@@ -25,6 +25,10 @@ BACKGROUND_CELL_UM = 32.0  # pre-averaging before the median
 # thresholds on the scale-normalised ridge response of the relative-contrast image
 T_HIGH = 0.05
 T_LOW = 0.025
+# hairs brighter than the skin (blond, grey): the skin is already pale, so their relative
+# contrast is smaller for the same shaft; the ridge thresholds are lower for them
+T_HIGH_BRIGHT = 0.022
+T_LOW_BRIGHT = 0.012
 BRIGHT_HAIR_RATIO = 0.8
 POLARITY_CONTRAST = 0.1
 RIDGE_MIN_CONTRAST = 0.03
@@ -153,19 +157,25 @@ def trace_lines(contrast, valid, dark, um_per_det_px, factor, min_length_um=0.0)
     # (dark opening) look like valleys (crests) to the Hessian but are skin-coloured
     sign = -1.0 if dark else 1.0
     erode &= sign * contrast > RIDGE_MIN_CONTRAST
-    flag, off = non_max_suppress(r, nx, ny, np.float32(T_LOW), erode)
+    t_high, t_low = (T_HIGH, T_LOW) if dark else (T_HIGH_BRIGHT, T_LOW_BRIGHT)
+    flag, off = non_max_suppress(r, nx, ny, np.float32(t_low), erode)
     max_cross = int(1.5 * MAX_WIDTH_UM / um_per_det_px) + 4
-    pts, sc, _, starts = trace_ridges(r, nx, ny, flag, off, scale, np.float32(T_HIGH), 2, max_cross)
+    pts, sc, _, starts = trace_ridges(r, nx, ny, flag, off, scale, np.float32(t_high), 2, max_cross)
     pts = pts.astype(np.float64)
     sc = sc.astype(np.float64)
     widths = _linking.fragment_ends(pts, starts, sc, WIDTH_PER_SIGMA)[0]
     starts = _linking.split_at_kinks(pts, starts, widths, KINK_DEG)
     widths, end_pos, end_tan = _linking.fragment_ends(pts, starts, sc, WIDTH_PER_SIGMA)
     max_gap = 2.2 * MAX_WIDTH_UM / um_per_det_px + 2
-    chains = _linking.link_fragments(end_pos, end_tan, widths, max_gap)
     seg = np.hypot(*np.diff(pts, axis=0).T) if len(pts) > 1 else np.zeros(0)
     cum = np.concatenate([[0.0], np.cumsum(seg)])
     frag_len = cum[starts[1:] - 1] - cum[starts[:-1]]
+    # crumbs left at crossings would take the one free end a shaft needs to join its
+    # other half: keep them out of the joining
+    crumb = np.repeat(frag_len < np.maximum(3.0, 0.5 * widths), 2)
+    link_pos = end_pos.copy()
+    link_pos[crumb] = 1e9 + np.arange(int(crumb.sum()))[:, None] * 1e4
+    chains = _linking.link_fragments(link_pos, end_tan, widths, max_gap)
     min_det = 0.8 * min_length_um / um_per_det_px
     lines, wl = [], []
     for chain in chains:
