@@ -13,22 +13,11 @@ import math
 import numba as nb
 import numpy as np
 
+from core._ridge_kernels import _bilinear
+
 NPAR = 6  # b, g, a, c, w, s
 _SQRT2 = math.sqrt(2.0)
 _ISQRTPI = 1.0 / math.sqrt(math.pi)
-
-
-@nb.njit(cache=True, inline="always")
-def _bilinear(img, x, y):
-    h, w = img.shape
-    x = min(max(x, 0.0), w - 1.001)
-    y = min(max(y, 0.0), h - 1.001)
-    x0 = int(x)
-    y0 = int(y)
-    tx = x - x0
-    ty = y - y0
-    return ((1 - ty) * ((1 - tx) * img[y0, x0] + tx * img[y0, x0 + 1])
-            + ty * ((1 - tx) * img[y0 + 1, x0] + tx * img[y0 + 1, x0 + 1]))
 
 
 @nb.njit(cache=True)

@@ -62,6 +62,23 @@ def error(status: int, message: str, **extra: Any):
     return jsonify(error=message, **extra), status
 
 
+def hardware_error(exc: Exception):
+    """The answer when the camera or the storage failed: 503 for the camera, 507 for the disk."""
+    if isinstance(exc, CameraStalled):
+        return error(503, f"camera stalled: {exc}")
+    if isinstance(exc, CameraError):
+        return error(503, f"camera: {exc}")
+    return error(507, str(exc))
+
+
+def optional_json_object() -> dict[str, Any] | None:
+    """The request's JSON object, {} for an empty body, None when the body is not an object."""
+    body = request.get_json(silent=True)
+    if body is None:
+        return {}
+    return body if isinstance(body, dict) else None
+
+
 @bp.post("/captures")
 @require_auth
 def create_capture():
@@ -78,12 +95,8 @@ def create_capture():
         record = get_station().capture(body.get("patient_id"), body.get("zone"), body.get("note") or "", accept)
     except InvalidInput as exc:
         return error(400, str(exc), field=exc.field)
-    except CameraStalled as exc:
-        return error(503, f"camera stalled: {exc}")
-    except CameraError as exc:
-        return error(503, f"camera: {exc}")
-    except StorageError as exc:
-        return error(507, str(exc))
+    except (CameraError, StorageError) as exc:
+        return hardware_error(exc)
     return jsonify(record_json(record)), 201, {"Location": f"/api/captures/{record.id}"}
 
 
@@ -277,12 +290,8 @@ def _run_calibration(run):
         return error(422, str(exc))
     except ImportError as exc:
         return error(501, f"calibration code not available: {exc}")
-    except CameraStalled as exc:
-        return error(503, f"camera stalled: {exc}")
-    except CameraError as exc:
-        return error(503, f"camera: {exc}")
-    except StorageError as exc:
-        return error(507, str(exc))
+    except (CameraError, StorageError) as exc:
+        return hardware_error(exc)
     return jsonify(calib.calibration_json(cal)), 201
 
 
@@ -303,10 +312,8 @@ def calibrate_scale():
 def calibrate_flat_field():
     from station.web import calib
 
-    body = request.get_json(silent=True)
+    body = optional_json_object()
     if body is None:
-        body = {}
-    if not isinstance(body, dict):
         return error(400, 'body must be a JSON object such as {"action": "reference"} or {"action": "check"}')
     return _run_calibration(lambda: calib.run_flat_field(get_station(), body.get("action", "reference")))
 
@@ -325,21 +332,15 @@ def repeatability_step():
     """One step of the repeat-capture procedure: {"action": "capture" | "finish" | "reset"}."""
     from station import followup
 
-    body = request.get_json(silent=True)
+    body = optional_json_object()
     if body is None:
-        body = {}
-    if not isinstance(body, dict):
         return error(400, 'body must be a JSON object such as {"action": "capture"}')
     try:
         out = followup.repeatability_step(get_station(), body.get("action", "capture"))
     except ValueError as exc:
         return error(422, str(exc))
-    except CameraStalled as exc:
-        return error(503, f"camera stalled: {exc}")
-    except CameraError as exc:
-        return error(503, f"camera: {exc}")
-    except StorageError as exc:
-        return error(507, str(exc))
+    except (CameraError, StorageError) as exc:
+        return hardware_error(exc)
     return jsonify(out), (201 if "stored" in out else 200)
 
 

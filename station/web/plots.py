@@ -60,6 +60,16 @@ def _text(x: float, y: float, s: str, *, anchor: str = "middle", size: int = 13,
             f' fill="{fill}" {FONT}{transform}>{escape(s)}</text>')
 
 
+def _y_axis(body: list[str], yt: Sequence[float], ml: float, mt: float, pw: float, ph: float):
+    """Draw the horizontal grid lines and tick labels of ``yt``; return the value → y pixel map."""
+    y0, y1 = yt[0], yt[-1]
+    sy = lambda v: mt + ph - (v - y0) / (y1 - y0) * ph  # noqa: E731
+    for t in yt:
+        body.append(f'<line x1="{ml}" y1="{sy(t):.1f}" x2="{ml + pw}" y2="{sy(t):.1f}" stroke="{GRID}" stroke-width="1"/>')
+        body.append(_text(ml - 6, sy(t) + 4, _fmt(t), anchor="end", size=13))
+    return sy
+
+
 def _svg(width: int, height: int, title: str, body: list[str]) -> Markup:
     head = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" class="plot" role="img"'
             f' aria-label="{escape(title)}"><title>{escape(title)}</title>')
@@ -83,12 +93,8 @@ def histogram_svg(edges: Sequence[float], counts: Sequence[float], *, title: str
         x1 = x0 + 1
     ymax = max(counts) or 1.0
     yt = nice_ticks(0, ymax, 5)
-    ytop = yt[-1]
     sx = lambda v: ml + (v - x0) / (x1 - x0) * pw  # noqa: E731
-    sy = lambda v: mt + ph - v / ytop * ph  # noqa: E731
-    for t in yt:
-        body.append(f'<line x1="{ml}" y1="{sy(t):.1f}" x2="{ml + pw}" y2="{sy(t):.1f}" stroke="{GRID}" stroke-width="1"/>')
-        body.append(_text(ml - 6, sy(t) + 4, _fmt(t), anchor="end", size=13))
+    sy = _y_axis(body, yt, ml, mt, pw, ph)
     for c, a, b in zip(counts, edges[:-1], edges[1:]):
         if c <= 0:
             continue
@@ -143,12 +149,8 @@ def timeseries_svg(points: Sequence[tuple[str | datetime, float | None]], *, tit
     if lo < 0 <= min(vs):
         lo = 0.0
     yt = nice_ticks(lo, hi, 5)
-    y0, y1 = yt[0], yt[-1]
     sx = lambda t: ml + (t - t0) / (t1 - t0) * pw  # noqa: E731
-    sy = lambda v: mt + ph - (v - y0) / (y1 - y0) * ph  # noqa: E731
-    for t in yt:
-        body.append(f'<line x1="{ml}" y1="{sy(t):.1f}" x2="{ml + pw}" y2="{sy(t):.1f}" stroke="{GRID}" stroke-width="1"/>')
-        body.append(_text(ml - 6, sy(t) + 4, _fmt(t), anchor="end", size=13))
+    sy = _y_axis(body, yt, ml, mt, pw, ph)
     # x labels: every visit when few, else about five evenly spread ones
     idx = list(range(len(pts))) if len(pts) <= 6 else sorted({round(i * (len(pts) - 1) / 4) for i in range(5)})
     days = [pts[i][0].strftime("%Y-%m-%d") for i in idx]
@@ -225,12 +227,8 @@ def trend_svg(trend: dict | None, *, title: str = "Change from baseline", width:
     lo, hi = min(cand), max(cand)
     span = hi - lo or 1.0
     yt = nice_ticks(lo - 0.08 * span, hi + 0.08 * span, 6)
-    y0, y1 = yt[0], yt[-1]
     sx = lambda t: ml + (t - t0) / (t1 - t0) * pw  # noqa: E731
-    sy = lambda v: mt + ph - (v - y0) / (y1 - y0) * ph  # noqa: E731
-    for t in yt:
-        body.append(f'<line x1="{ml}" y1="{sy(t):.1f}" x2="{ml + pw}" y2="{sy(t):.1f}" stroke="{GRID}" stroke-width="1"/>')
-        body.append(_text(ml - 6, sy(t) + 4, _fmt(t), anchor="end", size=13))
+    sy = _y_axis(body, yt, ml, mt, pw, ph)
     if band:
         poly = " ".join(f"{sx(t):.1f},{sy(v):.1f}" for t, _, v in band) + " " + \
             " ".join(f"{sx(t):.1f},{sy(v):.1f}" for t, v, _ in reversed(band))
