@@ -20,6 +20,7 @@ from core.image_quality import QualityThresholds, evaluate_quality
 from station import payload
 from station.camera import Camera, CameraError, Frame, make_camera
 from station.config import Config
+from station.imageio import encode_image, read_image
 from station.records import ResultRecord, check_note, check_patient_id, check_zone, new_id, utc_now_iso
 from station.storage import Storage
 
@@ -158,11 +159,12 @@ class Station:
         return Scale(float(cal.data["um_per_px"]), "calibration",
                      {"id": cal.id, "created_at": cal.created_at, **cal.data})
 
-    def calibration_age_days(self) -> float | None:
-        cal = self.storage.latest_calibration("scale")
-        if cal is None:
+    @staticmethod
+    def calibration_age_days(scale: Scale) -> float | None:
+        """Days since the scale calibration in force was made (None when there is none)."""
+        if scale.calibration is None:
             return None
-        created = datetime.fromisoformat(cal.created_at.replace("Z", "+00:00"))
+        created = datetime.fromisoformat(scale.calibration["created_at"].replace("Z", "+00:00"))
         return (datetime.now(timezone.utc) - created).total_seconds() / 86400
 
     def conditions(self) -> dict[str, Any]:
@@ -227,7 +229,7 @@ class Station:
             quality=verdict.to_dict(), analysis=result.to_dict(include_hairs=True),
         )
         record = self._with_follow_up(record, frame.image, result)
-        outbox = self._outbox_messages(record) if status == "accepted" else None
+        outbox = self._outbox_messages(record, frame.image) if status == "accepted" else None
         cfg = self.config.station
         stored = self.storage.save_result(record, frame.image, overlay, cfg.image_format, cfg.jpeg_quality, outbox)
         self._wake_publisher()
@@ -256,13 +258,21 @@ class Station:
         self._wake_publisher()
         return record
 
-    def _outbox_messages(self, record: ResultRecord) -> list[tuple[str, bytes]]:
+    def _outbox_messages(self, record: ResultRecord, image=None) -> list[tuple[str, bytes]]:
+        """The messages to queue for an accepted capture; ``image`` is the frame when it is not stored yet."""
         mqtt = self.config.mqtt
-        image = None
+        jpeg = None
         if mqtt.publish_images:
-            image = self.storage.image_path(record.image_file).read_bytes() if record.image_file else None
+            if image is None:
+                stored = self.storage.image_path(record.image_file)
+                if stored.suffix.lower() in (".jpg", ".jpeg"):
+                    jpeg = stored.read_bytes()
+                else:
+                    image = read_image(stored)
+            if jpeg is None:
+                jpeg = encode_image(image, ".jpg", self.config.station.jpeg_quality)
         return payload.outbox_messages(record, self.config.station.id, include_hairs=mqtt.include_hairs,
-                                       image_jpeg=image)
+                                       image_jpeg=jpeg)
 
     def _wake_publisher(self) -> None:
         if self.publisher is not None:
@@ -271,7 +281,7 @@ class Station:
     # -- status -------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         scale = self.scale()
-        age = self.calibration_age_days()
+        age = self.calibration_age_days(scale)
         warnings = []
         if scale.source == "config":
             warnings.append(f"no scale calibration stored: results use the configured {scale.um_per_px:g} µm/px; calibrate the station")

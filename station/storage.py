@@ -226,13 +226,6 @@ class Storage:
 
         return self._transaction(f"updating capture {result_id}", update)
 
-    def update_extra(self, result_id: str, extra: dict[str, Any]) -> None:
-        def update(db: sqlite3.Connection) -> None:
-            if db.execute("UPDATE results SET extra_json = ? WHERE id = ?", (json.dumps(extra), result_id)).rowcount == 0:
-                raise NotFound(result_id)
-
-        self._transaction(f"updating capture {result_id}", update)
-
     def get_result(self, result_id: str) -> ResultRecord:
         rows = self._query("SELECT * FROM results WHERE id = ?", (result_id,))
         if not rows:

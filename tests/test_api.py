@@ -241,3 +241,24 @@ def test_flat_field_and_lighting_check_are_applied_and_recorded(api, api_station
     assert corrected.dtype == np.float32 and corrected.shape == (760, 1014, 3)
     [msg] = api_station.storage.outbox_peek()
     assert json.loads(msg.payload)["calibration"]["flat_field"]["id"] == ref.id
+
+
+@pytest.mark.parametrize("image_format", ["jpg", "png"])
+def test_publish_images_queues_the_jpeg_on_both_accept_paths(tmp_path, images_dir, image_format):
+    cfg = Config().replace(
+        station={"state_dir": str(tmp_path / "s"), "image_format": image_format}, mqtt={"publish_images": True},
+        camera={"backend": "fake", "images": str(images_dir), "main_size": [1014, 760], "preview_size": [507, 380]})
+    station = Station(cfg)
+    station.start()
+    try:
+        auto = station.capture("P-1", "crown", accept=True)
+        pending = station.capture("P-1", "crown", accept=False)
+        station.set_status(pending.id, "accepted")
+        messages = station.storage.outbox_peek()
+    finally:
+        station.stop()
+    topics = [m.topic_suffix for m in messages]
+    assert topics == ["results", f"images/{auto.id}", "results", f"images/{pending.id}"]
+    for m in messages[1::2]:
+        assert m.payload[:2] == b"\xff\xd8", "image messages are JPEG whatever the stored format"
+        assert cv2.imdecode(np.frombuffer(m.payload, np.uint8), cv2.IMREAD_COLOR).shape == (760, 1014, 3)
