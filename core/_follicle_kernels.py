@@ -1,4 +1,5 @@
-"""Numba kernel scoring how completely a ring around a point is darker than the skin."""
+"""Numba kernels of ``core.follicles``: dark rings around points (follicle openings), the
+root end of every line in one pass, and single-linkage grouping of roots."""
 from __future__ import annotations
 
 import math
@@ -8,24 +9,161 @@ import numpy as np
 
 
 @nb.njit(cache=True)
+def _ring(n_ring):
+    """cos and sin of the ``n_ring`` sample angles of a ring."""
+    cs = np.empty((n_ring, 2))
+    for k in range(n_ring):
+        a = 2.0 * math.pi * k / n_ring
+        cs[k, 0] = math.cos(a)
+        cs[k, 1] = math.sin(a)
+    return cs
+
+
+@nb.njit(cache=True)
+def _ring_score(contrast, px, py, radius, cs, dark_below):
+    h, w = contrast.shape
+    n_ring = cs.shape[0]
+    hits = 0
+    for k in range(n_ring):
+        x = min(max(px + radius * cs[k, 0], 0.0), w - 1.001)
+        y = min(max(py + radius * cs[k, 1], 0.0), h - 1.001)
+        x0 = int(x)
+        y0 = int(y)
+        tx = x - x0
+        ty = y - y0
+        v = ((1 - ty) * ((1 - tx) * contrast[y0, x0] + tx * contrast[y0, x0 + 1])
+             + ty * ((1 - tx) * contrast[y0 + 1, x0] + tx * contrast[y0 + 1, x0 + 1]))
+        if v < dark_below:
+            hits += 1
+    return hits / n_ring
+
+
+@nb.njit(cache=True)
 def ring_dark_fraction(contrast, pts, radius, n_ring, dark_below):
     """For each point (x, y, detection px): fraction of ``n_ring`` samples on a circle of
     ``radius`` px whose relative contrast is below ``dark_below`` (a negative number)."""
-    h, w = contrast.shape
+    cs = _ring(n_ring)
     out = np.zeros(pts.shape[0])
     for i in range(pts.shape[0]):
-        hits = 0
-        for k in range(n_ring):
-            a = 2.0 * math.pi * k / n_ring
-            x = min(max(pts[i, 0] + radius * math.cos(a), 0.0), w - 1.001)
-            y = min(max(pts[i, 1] + radius * math.sin(a), 0.0), h - 1.001)
-            x0 = int(x)
-            y0 = int(y)
-            tx = x - x0
-            ty = y - y0
-            v = ((1 - ty) * ((1 - tx) * contrast[y0, x0] + tx * contrast[y0, x0 + 1])
-                 + ty * ((1 - tx) * contrast[y0 + 1, x0] + tx * contrast[y0 + 1, x0 + 1]))
-            if v < dark_below:
-                hits += 1
-        out[i] = hits / n_ring
+        out[i] = _ring_score(contrast, pts[i, 0], pts[i, 1], radius, cs, dark_below)
     return out
+
+
+@nb.njit(cache=True)
+def _inside(x, y, edge, valid):
+    """(x, y) rounded lies in ``valid`` and at least ``edge`` px inside its border."""
+    h, w = valid.shape
+    tx = int(np.rint(x))
+    ty = int(np.rint(y))
+    return edge <= tx < w - edge and edge <= ty < h - edge and valid[ty, tx]
+
+
+@nb.njit(cache=True)
+def find_roots(pts, starts, sel, thick_um, contrast, factor, um_per_px, valid, min_radius_um, search_um,
+               dark_below, min_score, n_ring, max_points):
+    """Root of line ``sel[c]`` (full-res px, packed as ``pts[starts[i]:starts[i + 1]]``,
+    at least 2 points) for every c: (x, y) and the end (0 first point, 1 last, -1 none).
+
+    At each end inside ``valid`` (detection grid) and clear of its border, up to about
+    ``max_points`` points within ``search_um`` (and 45 % of the line) of the tip are
+    scored from the tip inwards; the first whose ring of radius max(``min_radius_um``,
+    0.7 * thickness) is at least ``min_score`` dark is that end's opening, and the end
+    with the darker opening wins (the first end on a tie).
+    """
+    nc = sel.shape[0]
+    xy = np.full((nc, 2), np.nan)
+    end_of = np.full(nc, -1, np.int64)
+    det_um = um_per_px * factor
+    reach = search_um / det_um
+    cap = 2
+    for c in range(nc):
+        cap = max(cap, starts[sel[c] + 1] - starts[sel[c]])
+    det = np.empty((cap, 2))
+    arc = np.empty(cap)
+    cs = _ring(n_ring)
+    for c in range(nc):
+        a, b = starts[sel[c]], starts[sel[c] + 1]
+        n = b - a
+        for j in range(n):
+            det[j, 0] = (pts[a + j, 0] + 0.5) / factor - 0.5
+            det[j, 1] = (pts[a + j, 1] + 0.5) / factor - 0.5
+        radius = max(min_radius_um, 0.7 * thick_um[c]) / det_um
+        edge = 2 + int(radius)
+        # ends at the edge of the analysed area are not roots: the shaft leaves the field there
+        ok0 = _inside(det[0, 0], det[0, 1], edge, valid)
+        ok1 = _inside(det[n - 1, 0], det[n - 1, 1], edge, valid)
+        if not (ok0 or ok1):
+            continue
+        arc[0] = 0.0
+        for j in range(1, n):
+            arc[j] = arc[j - 1] + math.hypot(det[j, 0] - det[j - 1, 0], det[j, 1] - det[j - 1, 1])
+        total = arc[n - 1]
+        if total <= 0:
+            continue
+        lim = min(reach, 0.45 * total)
+        best = 0.0
+        for end in range(2):
+            if not (ok0 if end == 0 else ok1):
+                continue
+            # the points within reach of the tip: a run from the tip (arc is monotone)
+            if end == 0:
+                lo = 0
+                hi = 0
+                while hi < n and arc[hi] <= lim:
+                    hi += 1
+            else:
+                hi = n
+                lo = n
+                while lo > 0 and total - arc[lo - 1] <= lim:
+                    lo -= 1
+            size = hi - lo
+            if size == 0:
+                continue
+            step = max(1, size // max_points)
+            cnt = (size + step - 1) // step  # every step-th from lo, then from the tip inwards
+            for r in range(cnt):
+                j = lo + r * step if end == 0 else lo + (cnt - 1 - r) * step
+                s = _ring_score(contrast, det[j, 0], det[j, 1], radius, cs, dark_below)
+                if s >= min_score:
+                    if s > best:
+                        best = s
+                        xy[c, 0] = (det[j, 0] + 0.5) * factor - 0.5
+                        xy[c, 1] = (det[j, 1] + 0.5) * factor - 0.5
+                        end_of[c] = end
+                    break
+    return xy, end_of
+
+
+@nb.njit(cache=True)
+def unit_labels(xy, has, lim):
+    """Unit index per point (-1 where not ``has``): points closer than ``lim`` are joined
+    (single linkage); units are numbered in order of their first point."""
+    n = xy.shape[0]
+    parent = np.arange(n)
+    for a in range(n):
+        if not has[a]:
+            continue
+        for b in range(a + 1, n):
+            if has[b] and math.hypot(xy[b, 0] - xy[a, 0], xy[b, 1] - xy[a, 1]) <= lim:
+                ra = a
+                while parent[ra] != ra:
+                    ra = parent[ra]
+                rb = b
+                while parent[rb] != rb:
+                    rb = parent[rb]
+                if ra != rb:
+                    parent[ra] = rb
+    label = np.full(n, -1, np.int64)
+    of_root = np.full(n, -1, np.int64)
+    nxt = 0
+    for i in range(n):
+        if not has[i]:
+            continue
+        r = i
+        while parent[r] != r:
+            r = parent[r]
+        if of_root[r] < 0:
+            of_root[r] = nxt
+            nxt += 1
+        label[i] = of_root[r]
+    return label

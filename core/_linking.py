@@ -52,38 +52,53 @@ def fragment_ends(pts, starts, scale, width_per_sigma):
 
 
 def link_fragments(pos: np.ndarray, tan: np.ndarray, widths: np.ndarray, max_gap_px: float,
-                   max_turn_deg: float = 20.0) -> list:
+                   max_turn_deg: float = 20.0):
     """Join fragments end to end across crossings and short gaps.
 
     ``pos``/``tan``: end points and outward tangents from ``fragment_ends``.
-    Returns a list of index chains with orientation: [(fragment_index, reversed), ...].
+    Returns chains as arrays: fragment indices ``idx``, whether each is walked backwards
+    ``rev``, and chain starts ``cst`` (chain c is ``idx[cst[c]:cst[c+1]]``).
     """
     n = pos.shape[0] // 2
     if n == 0:
-        return []
+        return np.zeros(0, np.int64), np.zeros(0, np.bool_), np.zeros(1, np.int64)
     owner = np.repeat(np.arange(n), 2)
     cands = _end_pairs(pos, tan, owner, np.asarray(widths, np.float64), float(max_gap_px),
                        math.cos(math.radians(max_turn_deg)))
     cands.sort()
-    partner = [-1] * (2 * n)
-    parent = list(range(n))
+    arr = np.array([(a, b) for _, a, b in cands], np.int64).reshape(-1, 2)
+    return _chains(arr, n)
 
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
 
-    for _, a, b in cands:
+@nb.njit(cache=True)
+def _find(parent, i):
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+@nb.njit(cache=True)
+def _chains(pairs, n):
+    """Greedy pairing of ends (``pairs`` best first, no loops), then the chains walked
+    from one free end to the other."""
+    partner = np.full(2 * n, -1, np.int64)
+    parent = np.arange(n)
+    for k in range(pairs.shape[0]):
+        a, b = pairs[k, 0], pairs[k, 1]
         if partner[a] >= 0 or partner[b] >= 0:
             continue
-        ra, rb = find(a // 2), find(b // 2)
+        ra, rb = _find(parent, a // 2), _find(parent, b // 2)
         if ra == rb:
             continue  # would close a loop
-        partner[a], partner[b] = b, a
+        partner[a] = b
+        partner[b] = a
         parent[ra] = rb
-
-    chains, seen = [], [False] * n
+    seen = np.zeros(n, np.bool_)
+    idx = np.empty(n, np.int64)
+    rev = np.empty(n, np.bool_)
+    cst = [0]
+    m = 0
     for i in range(n):
         if seen[i]:
             continue
@@ -94,33 +109,20 @@ def link_fragments(pos: np.ndarray, tan: np.ndarray, widths: np.ndarray, max_gap
             if p < 0:
                 break
             cur, leave_start = p // 2, p % 2 == 1  # entered through p; leave through the other end
-        chain = []
         line, enter_start = cur, leave_start
         for _ in range(n + 1):
             if seen[line]:
                 break
             seen[line] = True
-            chain.append((line, not enter_start))
+            idx[m] = line
+            rev[m] = not enter_start
+            m += 1
             p = partner[2 * line + (1 if enter_start else 0)]
             if p < 0:
                 break
             line, enter_start = p // 2, p % 2 == 0
-        chains.append(chain)
-    return chains
-
-
-def polyline_lengths(lines: list) -> np.ndarray:
-    """Arc length of every polyline, in one vectorised pass."""
-    if not lines:
-        return np.zeros(0)
-    counts = np.array([len(p) for p in lines])
-    pts = np.concatenate(lines)
-    seg = np.hypot(*np.diff(pts, axis=0).T)
-    seg = np.concatenate([seg, [0.0]])
-    ends = np.cumsum(counts) - 1
-    seg[ends] = 0.0  # the step from one line's last point to the next line's first
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    return np.add.reduceat(seg, starts)
+        cst.append(m)
+    return idx[:m], rev[:m], np.array(cst, np.int64)
 
 
 @nb.njit(cache=True)
@@ -165,22 +167,32 @@ def _end_pairs(pos, tan, owner, width, max_gap, cos_turn):
     return out
 
 
-def drop_duplicates(lines: list, widths_px: list, frac: float = 0.75) -> list:
-    """Indices of lines to keep: a line lying mostly within about half a shaft width of a
-    longer one, and parallel to it, is a second trace of the same shaft (e.g. split by a
-    specular streak)."""
-    n = len(lines)
+def drop_duplicates(pts: np.ndarray, starts: np.ndarray, widths_px: np.ndarray, frac: float = 0.75) -> np.ndarray:
+    """Indices (ascending) of lines to keep among the packed lines ``pts[starts[i]:starts[i+1]]``:
+    a line lying mostly within about half a shaft width of a longer one, and parallel to
+    it, is a second trace of the same shaft (e.g. split by a specular streak)."""
+    n = starts.shape[0] - 1
     if n == 0:
-        return []
-    lengths = polyline_lengths(lines)
+        return np.zeros(0, np.int64)
+    lengths = packed_lengths(pts, starts)
     order = np.argsort(-lengths, kind="stable")
-    starts = np.zeros(n + 1, np.int64)
-    starts[1:] = np.cumsum([len(p) for p in lines])
-    pts = np.concatenate(lines).astype(np.float64)
     h = int(pts[:, 1].max()) + 3
     w = int(pts[:, 0].max()) + 3
     keep = _dedupe(pts, starts, np.asarray(widths_px, np.float64), order, frac, h, w)
-    return sorted(int(i) for i in np.nonzero(keep)[0])
+    return np.nonzero(keep)[0]
+
+
+@nb.njit(cache=True)
+def packed_lengths(pts, starts):
+    """Arc length of every packed polyline."""
+    n = starts.shape[0] - 1
+    out = np.zeros(n)
+    for i in range(n):
+        acc = 0.0
+        for j in range(starts[i], starts[i + 1] - 1):
+            acc += math.hypot(pts[j + 1, 0] - pts[j, 0], pts[j + 1, 1] - pts[j, 1])
+        out[i] = acc
+    return out
 
 
 @nb.njit(cache=True)
@@ -209,6 +221,8 @@ def _dedupe(pts, starts, widths, order, frac, h, w):
             continue
         keep[i] = True
         r = max(1, int(0.6 * widths[i] + 0.5))
+        pcx = -(1 << 30)
+        pcy = -(1 << 30)
         for j in range(a, b):
             ang = _dir_deg(pts, j, a, b) + 1
             # walk the segment to the next point: lines may jump across crossings
@@ -218,16 +232,34 @@ def _dedupe(pts, starts, widths, order, frac, h, w):
                 f = k / steps
                 cx = int(pts[j, 0] + f * (pts[nxt, 0] - pts[j, 0]) + 0.5)
                 cy = int(pts[j, 1] + f * (pts[nxt, 1] - pts[j, 1]) + 0.5)
-                for yy in range(max(0, cy - r), min(h, cy + r + 1)):
-                    for xx in range(max(0, cx - r), min(w, cx + r + 1)):
-                        c0 = cover[0, yy, xx]
-                        if c0 == 0:
-                            cover[0, yy, xx] = ang
-                        elif cover[1, yy, xx] == 0:
-                            d = abs(int(c0) - int(ang))
-                            if min(d, 180 - d) >= 25:
-                                cover[1, yy, xx] = ang
+                mx = cx - pcx
+                my = cy - pcy
+                if -1 <= mx <= 1 and -1 <= my <= 1:
+                    # a step to a neighbouring centre: only the row and column entering the square are new
+                    if my != 0:
+                        _paint(cover, cx - r, cx + r, cy + my * r, cy + my * r, ang, h, w)
+                    if mx != 0:
+                        _paint(cover, cx + mx * r, cx + mx * r, cy - r, cy + r, ang, h, w)
+                else:
+                    _paint(cover, cx - r, cx + r, cy - r, cy + r, ang, h, w)
+                pcx = cx
+                pcy = cy
     return keep
+
+
+@nb.njit(cache=True, inline="always")
+def _paint(cover, x0, x1, y0, y1, ang, h, w):
+    """Mark pixels [x0, x1] x [y0, y1] as covered by a line running at ``ang``: in the first
+    layer when free, else in the second when the first holds another direction."""
+    for yy in range(max(0, y0), min(h, y1 + 1)):
+        for xx in range(max(0, x0), min(w, x1 + 1)):
+            c0 = cover[0, yy, xx]
+            if c0 == 0:
+                cover[0, yy, xx] = ang
+            elif cover[1, yy, xx] == 0:
+                d = abs(int(c0) - int(ang))
+                if min(d, 180 - d) >= 25:
+                    cover[1, yy, xx] = ang
 
 
 @nb.njit(cache=True, inline="always")
@@ -271,3 +303,69 @@ def split_at_kinks(pts, starts, widths, max_turn_deg):
             out.append(best_j)
         out.append(b)
     return np.array(out, np.int64)
+
+
+@nb.njit(cache=True)
+def join_chains(pts, starts, frag_len, widths, end_pos, idx, rev, cst, min_len, half):
+    """Concatenate each chain's fragments into one line, smoothed by a moving average of
+    2 * half + 1 points (ends kept).  Chains shorter than ``min_len`` (fragments plus the
+    gaps between them) are left out.  Returns points, line starts and the point-weighted
+    mean width of every line."""
+    nc = cst.shape[0] - 1
+    total = 0
+    for k in range(idx.shape[0]):
+        total += starts[idx[k] + 1] - starts[idx[k]]
+    raw = np.empty((total, 2))
+    out = np.empty((total, 2))
+    lstarts = [0]
+    wl = []
+    m = 0
+    for c in range(nc):
+        a, b = cst[c], cst[c + 1]
+        length = 0.0
+        for k in range(a, b):
+            length += frag_len[idx[k]]
+            if k > a:
+                p, rp = idx[k - 1], rev[k - 1]
+                q, rq = idx[k], rev[k]
+                e1 = 2 * p + (0 if rp else 1)
+                e0 = 2 * q + (1 if rq else 0)
+                length += math.hypot(end_pos[e1, 0] - end_pos[e0, 0], end_pos[e1, 1] - end_pos[e0, 1])
+        if length < min_len:
+            continue
+        n0 = m
+        wsum = 0.0
+        for k in range(a, b):
+            f = idx[k]
+            s0, s1 = starts[f], starts[f + 1]
+            wsum += (s1 - s0) * widths[f]
+            if rev[k]:
+                for j in range(s1 - 1, s0 - 1, -1):
+                    raw[m, 0] = pts[j, 0]
+                    raw[m, 1] = pts[j, 1]
+                    m += 1
+            else:
+                for j in range(s0, s1):
+                    raw[m, 0] = pts[j, 0]
+                    raw[m, 1] = pts[j, 1]
+                    m += 1
+        n = m - n0
+        if n < 2:
+            m = n0
+            continue
+        kk = 2 * half + 1
+        for j in range(n0, m):
+            out[j, 0] = raw[j, 0]
+            out[j, 1] = raw[j, 1]
+        if n >= 2 * half + 2:
+            for j in range(n0 + half, m - half):
+                sx = 0.0
+                sy = 0.0
+                for t in range(j - half, j + half + 1):
+                    sx += raw[t, 0]
+                    sy += raw[t, 1]
+                out[j, 0] = sx / kk
+                out[j, 1] = sy / kk
+        lstarts.append(m)
+        wl.append(wsum / n)
+    return out[:m].copy(), np.array(lstarts, np.int64), np.array(wl, np.float64)

@@ -16,6 +16,19 @@ _DX = np.array([1, 1, 0, -1, -1, -1, 0, 1], np.int64)
 _DY = np.array([0, 1, 1, 1, 0, -1, -1, -1], np.int64)
 
 
+@nb.njit(cache=True)
+def relative_to_background(det, bg, valid):
+    """det / bg - 1 where ``valid``, else 0 (float32, one pass; bg floored at 1e-3)."""
+    h, w = det.shape
+    out = np.empty((h, w), np.float32)
+    floor = np.float32(1e-3)
+    one = np.float32(1.0)
+    for y in range(h):
+        for x in range(w):
+            out[y, x] = det[y, x] / max(bg[y, x], floor) - one if valid[y, x] else np.float32(0.0)
+    return out
+
+
 @nb.njit(cache=True, fastmath=True)
 def ridge_response(g, sigma, dark):
     """Response, across-line unit normal (nx, ny) of a Gaussian-smoothed level image ``g``.
@@ -68,16 +81,24 @@ def merge_level(r_up, nxl, nyl, step, sigma_eff, r, nx, ny, scale):
     hl, wl = nxl.shape
     inv = 1.0 / step
     # cv2.pyrDown keeps every other sample: coarse pixel i sits on fine pixel i * step
+    xmap = np.empty(w, np.int64)
+    for x in range(w):
+        xmap[x] = min(int(x * inv + 0.5), wl - 1)
+    s = np.float32(sigma_eff)
+    cx = np.empty(w, np.float32)
+    cy = np.empty(w, np.float32)
     for y in range(h):
         yi = min(int(y * inv + 0.5), hl - 1)
         for x in range(w):
-            v = r_up[y, x]
-            if v > r[y, x]:
-                xi = min(int(x * inv + 0.5), wl - 1)
-                r[y, x] = v
-                nx[y, x] = nxl[yi, xi]
-                ny[y, x] = nyl[yi, xi]
-                scale[y, x] = sigma_eff
+            cx[x] = nxl[yi, xmap[x]]
+            cy[x] = nyl[yi, xmap[x]]
+        # branch-free selects: about 70 % of pixels change, a branch mispredicts too often
+        for x in range(w):
+            win = r_up[y, x] > r[y, x]
+            r[y, x] = r_up[y, x] if win else r[y, x]
+            nx[y, x] = cx[x] if win else nx[y, x]
+            ny[y, x] = cy[x] if win else ny[y, x]
+            scale[y, x] = s if win else scale[y, x]
 
 
 @nb.njit(cache=True, fastmath=True)
@@ -217,6 +238,33 @@ def _claim(x, y, nx, ny, scale, label, lab):
 
 
 @nb.njit(cache=True)
+def _strongest_first(vals, t_min):
+    """Indices of ``vals`` >= t_min, strongest first: a counting sort on 2**16 levels (ties
+    within 1/65536 of the range keep scan order), ~15x faster than a comparison sort here."""
+    n = vals.shape[0]
+    top = t_min
+    for i in range(n):
+        top = max(top, vals[i])
+    nb_ = 65536
+    scale = (nb_ - 1) / max(top - t_min, 1e-12)
+    key = np.full(n, -1, np.int64)
+    count = np.zeros(nb_ + 1, np.int64)
+    for i in range(n):
+        if vals[i] >= t_min:
+            k = nb_ - 1 - min(nb_ - 1, int((vals[i] - t_min) * scale))
+            key[i] = k
+            count[k + 1] += 1
+    for k in range(nb_):
+        count[k + 1] += count[k]
+    out = np.empty(count[nb_], np.int64)
+    for i in range(n):
+        if key[i] >= 0:
+            out[count[key[i]]] = i
+            count[key[i]] += 1
+    return out
+
+
+@nb.njit(cache=True)
 def trace_ridges(r, nx, ny, flag, off, scale, t_high, max_gap, max_cross):
     """Link ridge pixels into lines, strongest seeds first.
 
@@ -228,7 +276,7 @@ def trace_ridges(r, nx, ny, flag, off, scale, t_high, max_gap, max_cross):
     vals = np.empty(ys.shape[0], np.float32)
     for i in range(ys.shape[0]):
         vals[i] = r[ys[i], xs[i]]
-    order = np.argsort(-vals)
+    order = _strongest_first(vals, t_high)
     label = np.zeros((h, w), np.int32)
     cap = ys.shape[0] + 16
     fwd = np.empty((cap, 2), np.int64)

@@ -10,10 +10,43 @@ import math
 import cv2
 import numpy as np
 
+from ._frame_kernels import scaled_float32
+
 MIN_SIDE_PX = 32
 MAX_SIDE_PX = 20000
 MIN_UM_PER_PX = 0.2
 MAX_UM_PER_PX = 100.0
+FLOAT_TOLERANCE = 1e-6  # float images may overshoot [0, 1] by this much
+
+
+def is_plain_float32(image: object) -> bool:
+    """True for a C-contiguous 2-D float32 array: ``as_gray_float32`` returns it as it is
+    once its size and value range pass."""
+    return (isinstance(image, np.ndarray) and image.dtype == np.float32 and image.ndim == 2
+            and image.flags.c_contiguous)
+
+
+def check_size(image: np.ndarray, name: str = "image") -> None:
+    """The size check of ``as_gray_float32`` alone (same message)."""
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_SIDE_PX or max(h, w) > MAX_SIDE_PX:
+        raise ValueError(
+            f"{name} must be between {MIN_SIDE_PX} and {MAX_SIDE_PX} px on each side, got {w}x{h}"
+        )
+
+
+def float32_range_bits() -> tuple:
+    """(M, m) as int32 bit patterns of float32: the largest values whose float64 values
+    are <= 1 + FLOAT_TOLERANCE and <= FLOAT_TOLERANCE.  A float32 passes the range check
+    of ``as_gray_float32`` when, with the sign bit cleared, its bits are <= M (>= 0) or
+    <= m (< 0); NaN and infinities never do."""
+    out = []
+    for limit in (1.0 + FLOAT_TOLERANCE, FLOAT_TOLERANCE):
+        v = np.float32(limit)
+        if float(v) > limit:
+            v = np.nextafter(v, np.float32(0))
+        out.append(np.int32(np.array(v, np.float32).view(np.int32)))
+    return tuple(out)
 
 
 def as_gray_float32(image: object, name: str = "image", integer_luma: bool = False) -> np.ndarray:
@@ -34,11 +67,7 @@ def as_gray_float32(image: object, name: str = "image", integer_luma: bool = Fal
             )
     elif image.ndim != 2:
         raise ValueError(f"{name} must be 2-D grey or 3-D colour, got {image.ndim} dimensions")
-    h, w = image.shape[:2]
-    if min(h, w) < MIN_SIDE_PX or max(h, w) > MAX_SIDE_PX:
-        raise ValueError(
-            f"{name} must be between {MIN_SIDE_PX} and {MAX_SIDE_PX} px on each side, got {w}x{h}"
-        )
+    check_size(image, name)
     if image.dtype == np.uint8:
         scale = 1.0 / 255.0
     elif image.dtype == np.uint16:
@@ -53,21 +82,26 @@ def as_gray_float32(image: object, name: str = "image", integer_luma: bool = Fal
             gray = image[:, :, 0].astype(np.float32)
         elif integer_luma and scale is not None:
             code = cv2.COLOR_RGB2GRAY if image.shape[2] == 3 else cv2.COLOR_RGBA2GRAY
-            gray = cv2.cvtColor(np.ascontiguousarray(image), code).astype(np.float32)
+            gray = cv2.cvtColor(np.ascontiguousarray(image), code)  # scaled to float32 below
         else:
             rgb = image[:, :, :3].astype(np.float32)
             gray = rgb[:, :, 0] * 0.299 + rgb[:, :, 1] * 0.587 + rgb[:, :, 2] * 0.114
+    elif scale is not None:
+        gray = image  # scaled to float32 below
     else:
         gray = image if image.dtype == np.float32 else image.astype(np.float32)
 
     if scale is not None:
-        gray = gray * np.float32(scale)
+        if gray.dtype == np.uint8 and gray.flags.c_contiguous:
+            gray = scaled_float32(gray, np.float32(scale))  # same as below, in one pass
+        else:
+            gray = gray.astype(np.float32, copy=False) * np.float32(scale)
     else:
         lo = float(np.min(gray))
         hi = float(np.max(gray))
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise ValueError(f"{name} contains NaN or infinite values")
-        if lo < -1e-6 or hi > 1.0 + 1e-6:
+        if lo < -FLOAT_TOLERANCE or hi > 1.0 + FLOAT_TOLERANCE:
             raise ValueError(f"{name} is float and must lie in [0, 1], got range [{lo:.3g}, {hi:.3g}]")
     return np.ascontiguousarray(gray, dtype=np.float32)
 

@@ -2,9 +2,7 @@
 
 Each measurement averages the image over a short block of shaft (straight enough at
 that length) into one profile across the hair, then fits a blurred bar
-(b + g*t + a * [erf((t-c+w/2)/(s*sqrt2)) - erf((t-c-w/2)/(s*sqrt2))] / 2) by
-Levenberg-Marquardt.  Fitting the edges with their blur, as in Steger (1998), keeps the
-width unbiased where thresholds, FWHM or distance transforms read thin hairs too wide.
+to it (``_bar_fit``).
 """
 from __future__ import annotations
 
@@ -13,124 +11,50 @@ import math
 import numba as nb
 import numpy as np
 
+from core._bar_fit import NPAR, fit_bar_in, workspace
 from core._ridge_kernels import _bilinear
 
-NPAR = 6  # b, g, a, c, w, s
-_SQRT2 = math.sqrt(2.0)
-_ISQRTPI = 1.0 / math.sqrt(math.pi)
-
 
 @nb.njit(cache=True)
-def _model(t, p, out, jac):
-    b, g, a, c, w, s = p[0], p[1], p[2], p[3], p[4], p[5]
-    k = 1.0 / (_SQRT2 * s)
-    for i in range(t.shape[0]):
-        u1 = (t[i] - c + 0.5 * w) * k
-        u2 = (t[i] - c - 0.5 * w) * k
-        e = 0.5 * (math.erf(u1) - math.erf(u2))
-        g1 = math.exp(-u1 * u1) * _ISQRTPI
-        g2 = math.exp(-u2 * u2) * _ISQRTPI
-        out[i] = b + g * t[i] + a * e
-        jac[i, 0] = 1.0
-        jac[i, 1] = t[i]
-        jac[i, 2] = e
-        jac[i, 3] = a * (g2 - g1) * k
-        jac[i, 4] = a * 0.5 * (g1 + g2) * k
-        jac[i, 5] = a * (g2 * u2 - g1 * u1) / s
-
-
-@nb.njit(cache=True)
-def _solve(a, b):
-    """Solve a small dense system by Gaussian elimination with partial pivoting."""
-    n = b.shape[0]
-    m = a.copy()
-    x = b.copy()
-    for col in range(n):
-        piv = col
-        for r in range(col + 1, n):
-            if abs(m[r, col]) > abs(m[piv, col]):
-                piv = r
-        if abs(m[piv, col]) < 1e-18:
-            return x * 0.0, False
-        if piv != col:
-            for k in range(n):
-                tmp = m[col, k]
-                m[col, k] = m[piv, k]
-                m[piv, k] = tmp
-            tmp = x[col]
-            x[col] = x[piv]
-            x[piv] = tmp
-        for r in range(col + 1, n):
-            f = m[r, col] / m[col, col]
-            for k in range(col, n):
-                m[r, k] -= f * m[col, k]
-            x[r] -= f * x[col]
-    for r in range(n - 1, -1, -1):
-        acc = x[r]
-        for k in range(r + 1, n):
-            acc -= m[r, k] * x[k]
-        x[r] = acc / m[r, r]
-    return x, True
-
-
-@nb.njit(cache=True)
-def fit_bar(t, prof, p0, w_max, iters):
-    """Levenberg-Marquardt fit of the blurred bar; returns params and rms residual."""
-    n = t.shape[0]
-    p = p0.copy()
-    model = np.empty(n)
-    jac = np.empty((n, NPAR))
-    _model(t, p, model, jac)
-    cost = 0.0
-    for i in range(n):
-        cost += (prof[i] - model[i]) ** 2
-    lam = 1e-3
-    trial = np.empty(NPAR)
-    tm = np.empty(n)
-    tj = np.empty((n, NPAR))
-    rel = 1.0
-    for _ in range(iters):
-        jtj = np.zeros((NPAR, NPAR))
-        jtr = np.zeros(NPAR)
-        for i in range(n):
-            r = prof[i] - model[i]
-            for k in range(NPAR):
-                jtr[k] += jac[i, k] * r
-                for q in range(k, NPAR):
-                    jtj[k, q] += jac[i, k] * jac[i, q]
-        for k in range(NPAR):
-            for q in range(k):
-                jtj[k, q] = jtj[q, k]
-        improved = False
-        for _ in range(6):
-            a = jtj.copy()
-            for k in range(NPAR):
-                a[k, k] += lam * (jtj[k, k] + 1e-12)
-            dp, ok = _solve(a, jtr)
-            if not ok:
-                lam *= 10.0
-                continue
-            for k in range(NPAR):
-                trial[k] = p[k] + dp[k]
-            trial[4] = min(max(trial[4], 0.3), w_max)
-            trial[5] = min(max(trial[5], 0.35), 6.0)
-            _model(t, trial, tm, tj)
-            c2 = 0.0
-            for i in range(n):
-                c2 += (prof[i] - tm[i]) ** 2
-            if c2 < cost:
-                p[:] = trial
-                model[:] = tm
-                jac[:, :] = tj
-                rel = (cost - c2) / (cost + 1e-18)
-                cost = c2
-                lam = max(lam * 0.3, 1e-7)
-                improved = True
-                break
-            lam *= 10.0
-        if not improved or rel < 1e-4:
-            break
-    return p, math.sqrt(cost / n)
+def _block_profile(img, pts, j0, j1, ox, oy, prof):
+    """prof[k] = sum over j0..j1 of the image (bilinear) at pts[j] + (ox[k], oy[k])."""
+    h, w = img.shape
+    nt = prof.shape[0]
+    for k in range(nt):
+        prof[k] = 0.0
+    xlo = xhi = pts[j0, 0]
+    ylo = yhi = pts[j0, 1]
+    for j in range(j0, j1 + 1):
+        xlo = min(xlo, pts[j, 0])
+        xhi = max(xhi, pts[j, 0])
+        ylo = min(ylo, pts[j, 1])
+        yhi = max(yhi, pts[j, 1])
+    oxlo = oxhi = ox[0]
+    oylo = oyhi = oy[0]
+    for k in range(nt):
+        oxlo = min(oxlo, ox[k])
+        oxhi = max(oxhi, ox[k])
+        oylo = min(oylo, oy[k])
+        oyhi = max(oyhi, oy[k])
+    # rounding is monotone, so when the corner sums lie inside, every sample does and
+    # _bilinear's clamping to the image would change nothing
+    if xlo + oxlo >= 0.0 and ylo + oylo >= 0.0 and xhi + oxhi <= w - 1.001 and yhi + oyhi <= h - 1.001:
+        for j in range(j0, j1 + 1):
+            px = pts[j, 0]
+            py = pts[j, 1]
+            for k in range(nt):
+                x = px + ox[k]
+                y = py + oy[k]
+                x0 = int(x)
+                y0 = int(y)
+                tx = x - x0
+                ty = y - y0
+                prof[k] += ((1 - ty) * ((1 - tx) * img[y0, x0] + tx * img[y0, x0 + 1])
+                            + ty * ((1 - tx) * img[y0 + 1, x0] + tx * img[y0 + 1, x0 + 1]))
+    else:
+        for j in range(j0, j1 + 1):
+            for k in range(nt):
+                prof[k] += _bilinear(img, pts[j, 0] + ox[k], pts[j, 1] + oy[k])
 
 
 @nb.njit(cache=True)
@@ -164,20 +88,23 @@ def measure_blocks(img, skin, labels, label_step, avoid, active, pts, starts, w_
         first[i + 1] = first[i] + nblk[i]
     total = first[nl]
     out = np.full((total, 9), np.nan)
+    nt = n_samples
+    t = np.empty(nt)
+    prof = np.empty(nt)
+    p0 = np.empty(NPAR)
+    vec, jac, mat, par = workspace(nt)
+    ox = np.empty(nt)
+    oy = np.empty(nt)
     for i in range(nl):
+        if nblk[i] == 0:
+            continue
         a = starts[i]
         n = starts[i + 1] - a
         margin = int(0.6 * w_est[i]) + 2
         usable = n - 2 * margin
         half = 1.6 * w_est[i] + 6.0
-        nt = n_samples
-        t = np.empty(nt)
         for k in range(nt):
             t[k] = -half + 2.0 * half * k / (nt - 1)
-        prof = np.empty(nt)
-        p0 = np.empty(NPAR)
-        if nblk[i] == 0:
-            continue
         blk = max(4, min(block_px, usable // max_blocks))
         spacing = usable / nblk[i]
         for bi in range(nblk[i]):
@@ -214,10 +141,9 @@ def measure_blocks(img, skin, labels, label_step, avoid, active, pts, starts, w_
             if off_skin:
                 continue
             for k in range(nt):
-                prof[k] = 0.0
-            for j in range(j0, j1 + 1):
-                for k in range(nt):
-                    prof[k] += _bilinear(img, pts[j, 0] + t[k] * nx, pts[j, 1] + t[k] * ny)
+                ox[k] = t[k] * nx
+                oy[k] = t[k] * ny
+            _block_profile(img, pts, j0, j1, ox, oy, prof)
             for k in range(nt):
                 prof[k] /= blk
             edge = max(2, nt // 8)
@@ -233,7 +159,7 @@ def measure_blocks(img, skin, labels, label_step, avoid, active, pts, starts, w_
             p0[5] = 1.0
             if (p0[2] >= 0.0) == dark:
                 continue
-            p, rms = fit_bar(t, prof, p0, 3.0 * w_est[i] + 8.0, 15)
+            p, rms = fit_bar_in(t, prof, p0, 3.0 * w_est[i] + 8.0, 15, vec, jac, mat, par)
             out[first[i] + bi, 0] = i
             out[first[i] + bi, 1] = p[4]
             out[first[i] + bi, 2] = p[3]
@@ -251,10 +177,12 @@ def resample_lines(pts, starts, step):
     """Resample every polyline at arc-length spacing ``step`` (keeps both ends)."""
     nl = starts.shape[0] - 1
     cap = 0
+    segs = np.empty(max(1, pts.shape[0]))
     for i in range(nl):
         length = 0.0
         for j in range(starts[i], starts[i + 1] - 1):
-            length += math.hypot(pts[j + 1, 0] - pts[j, 0], pts[j + 1, 1] - pts[j, 1])
+            segs[j] = math.hypot(pts[j + 1, 0] - pts[j, 0], pts[j + 1, 1] - pts[j, 1])
+            length += segs[j]
         cap += int(length / step) + 2
     out = np.empty((cap, 2))
     new_starts = np.zeros(nl + 1, np.int64)
@@ -268,7 +196,7 @@ def resample_lines(pts, starts, step):
         for j in range(a, b - 1):
             dx = pts[j + 1, 0] - pts[j, 0]
             dy = pts[j + 1, 1] - pts[j, 1]
-            seg = math.hypot(dx, dy)
+            seg = segs[j]
             pos = step - carry
             while pos <= seg and m < cap:
                 f = pos / seg
@@ -279,3 +207,86 @@ def resample_lines(pts, starts, step):
             carry = seg - (pos - step)
         new_starts[i + 1] = m
     return out[:m].copy(), new_starts
+
+
+@nb.njit(cache=True)
+def _percentile(s, n, q):
+    """``np.percentile(s[:n], 100 * q)`` (linear) of sorted ``s``, as numpy computes it."""
+    vi = (n - 1) * q
+    lo = math.floor(vi)
+    g = vi - lo
+    a = s[int(lo)]
+    b = s[min(int(lo) + 1, n - 1)]
+    d = b - a
+    if g >= 0.5:
+        return b - d * (1 - g)
+    return a + d * g
+
+
+@nb.njit(cache=True)
+def robust_widths(idx, values, width):
+    """For every line i with values (``values[k]`` belongs to line ``idx[k]``, idx sorted),
+    set ``width[i]`` to their median, or their lower quartile when the quartiles are more
+    than 10 % apart."""
+    m = idx.shape[0]
+    buf = np.empty(max(1, m))
+    a = 0
+    while a < m:
+        b = a
+        while b < m and idx[b] == idx[a]:
+            b += 1
+        n = b - a
+        buf[:n] = np.sort(values[a:b])
+        q25 = _percentile(buf, n, 0.25)
+        q75 = _percentile(buf, n, 0.75)
+        width[idx[a]] = q25 if q75 > 1.1 * q25 else _percentile(buf, n, 0.5)
+        a = b
+
+
+@nb.njit(cache=True)
+def _line8(img, x0, y0, x1, y1, v):
+    """``cv2.line(img, (x0, y0), (x1, y1), v)`` (thickness 1, 8-connected) for end points
+    inside ``img``: OpenCV's Bresenham walk, from left to right."""
+    dx = x1 - x0
+    dy = y1 - y0
+    if dx < 0:
+        x0, y0 = x1, y1
+        dx, dy = -dx, -dy
+    sy = 1
+    if dy < 0:
+        sy = -1
+        dy = -dy
+    steep = dy > dx
+    if steep:
+        dx, dy = dy, dx
+    err = dx - (dy + dy)
+    x, y = x0, y0
+    for _ in range(dx + 1):
+        img[y, x] = v
+        if err < 0:
+            err += dx + dx - (dy + dy)
+            if steep:
+                x += 1
+            else:
+                y += sy
+        else:
+            err -= dy + dy
+        if steep:
+            y += sy
+        else:
+            x += 1
+
+
+@nb.njit(cache=True)
+def draw_lines(img, pts, starts):
+    """``cv2.polylines(img, [pts[starts[i]:starts[i + 1]]], False, i + 1)`` for every line
+    i in turn, when every point lies inside ``img`` (else draws nothing: OpenCV would clip
+    the lines first); returns whether it drew."""
+    h, w = img.shape
+    for k in range(pts.shape[0]):
+        if not (0 <= pts[k, 0] < w and 0 <= pts[k, 1] < h):
+            return False
+    for i in range(starts.shape[0] - 1):
+        for k in range(starts[i] + 1, starts[i + 1]):
+            _line8(img, pts[k - 1, 0], pts[k - 1, 1], pts[k, 0], pts[k, 1], i + 1)
+    return True

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from . import _shaft_kernels as _shafts
 from . import follicles, hairs
 from ._validate import as_gray_float32, check_positive, check_um_per_px
 from .image_quality import measure_image_quality
@@ -64,9 +65,9 @@ def analyze(image, um_per_px, *, vellus_threshold_um=40.0, min_visible_length_um
     h, w = gray.shape
 
     skin = find_skin_mask(gray, user_mask)
-    quality = measure_image_quality(gray, skin)
     factor = hairs.detection_factor(um)
     det, valid = hairs.to_detection_grid(gray, skin, factor)
+    quality = measure_image_quality(gray, skin, half=det if factor == 2 else None)
     found: list[Hair] = []
     if valid.sum() > 64:
         contrast = hairs.relative_contrast(det, valid, um * factor)
@@ -94,85 +95,50 @@ def analyze(image, um_per_px, *, vellus_threshold_um=40.0, min_visible_length_um
 
 def _assemble(lines, widths, skin, valid, um, min_len) -> list:
     """Hairs from measured lines: roots, trimming at the opening, count rule and units."""
-    cands = []
-    for i, p in enumerate(widths.dense):
-        wpx = widths.width_px[i]
-        if len(p) < 2 or not math.isfinite(wpx):
-            continue  # no cross-section looked like a shaft: not a hair
-        arc = float(np.sum(np.hypot(*np.diff(p, axis=0).T)))
-        if arc < MIN_ASPECT * wpx or float(np.hypot(*(p[-1] - p[0]))) < MIN_STRAIGHTNESS * arc:
-            continue  # a blob or the rim of one (follicle opening, flake), not a shaft
-        cands.append((p, float(wpx) * um, arc))
-    oriented, roots = [], []
-    for p, t_um, _ in cands:
-        r = follicles.find_root(p, t_um, lines.contrast, lines.factor, um, valid)
-        if r is None:
-            oriented.append(p)
-            roots.append(None)
-            continue
-        q = p if r[1] == 0 else p[::-1]
-        # the shaft starts at the opening: what lies beyond is hair under the skin
-        k = int(np.argmin(np.hypot(q[:, 0] - r[0][0], q[:, 1] - r[0][1])))
-        oriented.append(q[k:] if len(q) - k >= 2 else q)
-        roots.append(r[0])
-    drop = _under_skin_pieces(oriented, roots, [c[1] for c in cands], [c[2] for c in cands], um)
-    h, w = skin.shape
-    kept, kept_roots = [], []
-    for i, (q, (_, t_um, _)) in enumerate(zip(oriented, cands)):
-        if i in drop:
-            continue
-        xi = np.clip(np.round(q[:, 0]).astype(int), 0, w - 1)
-        yi = np.clip(np.round(q[:, 1]).astype(int), 0, h - 1)
-        inside = skin[yi, xi]
-        visible_um = float(np.sum(np.hypot(*np.diff(q, axis=0).T)[inside[1:] & inside[:-1]])) * um
-        if visible_um < min_len:
-            continue
-        kept.append((q, visible_um, t_um))
-        kept_roots.append(roots[i])
-    units = follicles.group_units(kept_roots, um)
+    n = len(widths.dense)
+    if n == 0:
+        return []
+    pts, starts = _packed(widths)
+    width_px = np.asarray(widths.width_px, dtype=np.float64)
+    # a blob or the rim of one (follicle opening, flake) is not a shaft; nor is a line
+    # where no cross-section looked like one (width NaN)
+    arc, ok, seg = _shafts.shaft_candidates(pts, starts, width_px, MIN_ASPECT, MIN_STRAIGHTNESS,
+                                            _shafts.SUM_CHUNK)
+    cand = np.nonzero(ok)[0]
+    if cand.size == 0:
+        return []
+    thick_um = width_px[cand] * um
+    root_xy, root_end = follicles.find_roots(pts, starts, thick_um, lines.contrast, lines.factor, um, valid,
+                                             lines=cand)
+    # the shaft starts at the opening: what lies beyond is hair under the skin
+    q, q_starts, q_seg = _shafts.orient_and_trim(pts, starts, seg, cand, root_xy, root_end)
+    has_root = root_end >= 0
+    drop = _shafts.under_skin_pieces(q, q_starts, has_root, root_xy, thick_um, arc[cand], um, UNDER_SKIN_MAX_UM)
+    visible_um = _shafts.visible_lengths(q, q_starts, q_seg, skin, _shafts.SUM_CHUNK) * um
+    keep = np.nonzero(~drop & ~(visible_um < min_len))[0]
+    if keep.size == 0:
+        return []
+    units = follicles.group_root_array(root_xy[keep], has_root[keep], um)
+    mid = _shafts.midpoints(q, q_starts, q_seg, keep).tolist()  # x, y, end-to-end dx, dy
+    q32 = q.astype(np.float32)
+    qs, vis, thick = q_starts.tolist(), visible_um.tolist(), thick_um.tolist()
+    roots = [tuple(r) if has else None for r, has in zip(root_xy.tolist(), has_root.tolist())]
     out = []
-    for (q, vis, t_um), root, unit in zip(kept, kept_roots, units):
-        x, y = _midpoint(q)
-        d = q[-1] - q[0]
-        ang = math.degrees(math.atan2(-d[1], d[0])) % 180.0
-        out.append(Hair(np.ascontiguousarray(q, dtype=np.float32), x, y, ang, vis, t_um, root, unit))
+    for c, i in enumerate(keep.tolist()):
+        x, y, dx, dy = mid[c]
+        ang = math.degrees(math.atan2(-dy, dx)) % 180.0
+        out.append(Hair(q32[qs[i]:qs[i + 1]].copy(), x, y, ang, vis[i], thick[i], roots[i], units[c]))
     return out
 
 
-def _under_skin_pieces(lines, roots, thick_um, arc_px, um) -> set:
-    """Short lines leaving an opening straight opposite a hair rooted there: the blue-grey
-    part of that hair under the skin, not a second hair."""
-    short = [j for j, p in enumerate(lines) if arc_px[j] * um <= UNDER_SKIN_MAX_UM and len(p) >= 3]
-    if not short or all(r is None for r in roots):
-        return set()
-    # both ends of every short line, with the direction pointing into the line
-    ends, dirs, owner = [], [], []
-    for j in short:
-        p = lines[j]
-        k = min(len(p) - 1, 4)
-        for a, b in ((p[0], p[k]), (p[-1], p[-1 - k])):
-            ends.append(a)
-            dirs.append((b - a) / max(float(np.hypot(*(b - a))), 1e-9))
-            owner.append(j)
-    ends, dirs, owner = np.array(ends), np.array(dirs), np.array(owner)
-    drop = set()
-    for i, root in enumerate(roots):
-        if root is None:
-            continue
-        q = lines[i]
-        k = min(len(q) - 1, max(2, int(2 * thick_um[i] / um)))
-        u = (q[k] - q[0]) / max(float(np.hypot(*(q[k] - q[0]))), 1e-9)
-        near = max(60.0, thick_um[i]) / um
-        hit = (np.hypot(ends[:, 0] - root[0], ends[:, 1] - root[1]) <= near) & (dirs @ u < -0.7) & (owner != i)
-        drop.update(int(j) for j in owner[hit])
-    return drop
-
-
-def _midpoint(p: np.ndarray) -> tuple[float, float]:
-    seg = np.hypot(*np.diff(p, axis=0).T)
-    arc = np.concatenate([[0.0], np.cumsum(seg)])
-    half = arc[-1] / 2
-    return float(np.interp(half, arc, p[:, 0])), float(np.interp(half, arc, p[:, 1]))
+def _packed(widths):
+    """Dense centre lines as one (M, 2) float64 array and line starts (M + 1)."""
+    if getattr(widths, "dense_pts", None) is not None:
+        return widths.dense_pts, widths.dense_starts
+    starts = np.zeros(len(widths.dense) + 1, np.int64)
+    starts[1:] = np.cumsum([len(p) for p in widths.dense])
+    pts = np.concatenate([np.asarray(p, np.float64).reshape(-1, 2) for p in widths.dense])
+    return np.ascontiguousarray(pts), starts
 
 
 def _check_mask(mask, shape):
@@ -198,17 +164,15 @@ def analyze_preview(image, um_per_px) -> PreviewResult:
     t0 = time.perf_counter()
     gray = as_gray_float32(image, "image", integer_luma=True)
     um = check_um_per_px(um_per_px)
-    skin = find_skin_mask(gray)
     factor = hairs.detection_factor(um, PREVIEW_DETECT_UM_PER_PX)
-    det, valid = hairs.to_detection_grid(gray, skin, factor)
+    det = hairs.downsample(gray, factor)
+    valid = find_skin_mask(det)  # on the detection grid: a preview needs no finer mask
     out = []
     if valid.sum() > 64:
         contrast = hairs.relative_contrast(det, valid, um * factor)
         dark = hairs.hair_polarity(contrast, valid, um * factor)
         lines = hairs.trace_lines(contrast, valid, dark, um * factor, factor, PREVIEW_MIN_LENGTH_UM)
-        for p in lines.lines:
-            if len(p) > 1 and float(np.sum(np.hypot(*np.diff(p, axis=0).T))) * um >= PREVIEW_MIN_LENGTH_UM:
-                out.append(p.astype(np.float32))
+        out = [p.astype(np.float32) for p, n in zip(lines.lines, lines.length_px) if n * um >= PREVIEW_MIN_LENGTH_UM]
     h, w = gray.shape
     return PreviewResult(w, h, um, len(out), tuple(out), (time.perf_counter() - t0) * 1000.0)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._follicle_kernels import ring_dark_fraction
+from . import _follicle_kernels as _kernels
 
 OPENING_SEARCH_UM = 300.0  # the opening may sit this far in from a traced end (blue-grey shaft under the skin)
 OPENING_MIN_RADIUS_UM = 35.0
@@ -16,6 +16,7 @@ OPENING_DARK = 0.12  # relative contrast below skin that counts as "dark"
 OPENING_MIN_SCORE = 0.75  # fraction of a ring around the point that must be dark
 SAME_OPENING_UM = 130.0
 _RING = 16
+_RING_POINTS = 12  # about this many points scored per end
 
 
 def find_root(line_px: np.ndarray, thickness_um: float, contrast: np.ndarray, factor: int,
@@ -26,68 +27,47 @@ def find_root(line_px: np.ndarray, thickness_um: float, contrast: np.ndarray, fa
     detection px); ``valid`` its analysed-area mask.  Ends at the edge of the analysed
     area are not roots: the shaft simply leaves the field of view there.
     """
-    det_um = um_per_px * factor
-    det = (line_px + 0.5) / factor - 0.5
-    seg = np.hypot(*np.diff(det, axis=0).T)
-    arc = np.concatenate([[0.0], np.cumsum(seg)])
-    total = arc[-1]
-    if total <= 0:
+    line = np.ascontiguousarray(line_px, dtype=np.float64)
+    if line.ndim != 2 or line.shape[1] != 2 or len(line) < 2:
+        raise ValueError(f"line_px must be an (N >= 2, 2) array of x, y px, got shape {line.shape}")
+    xy, end = find_roots(line, np.array([0, len(line)], np.int64), np.array([float(thickness_um)]),
+                         contrast, factor, um_per_px, valid)
+    if end[0] < 0:
         return None
-    radius = max(OPENING_MIN_RADIUS_UM, 0.7 * thickness_um) / det_um
-    reach = OPENING_SEARCH_UM / det_um
-    h, w = valid.shape
-    best = (0.0, None, None)
-    for end in (0, 1):
-        tip = det[0] if end == 0 else det[-1]
-        tx, ty = int(round(tip[0])), int(round(tip[1]))
-        edge = 2 + int(radius)
-        if not (edge <= tx < w - edge and edge <= ty < h - edge) or not valid[ty, tx]:
-            continue
-        ax = arc if end == 0 else total - arc
-        sel = np.nonzero(ax <= min(reach, 0.45 * total))[0]
-        if sel.size == 0:
-            continue
-        sel = sel[:: max(1, sel.size // 12)]
-        order = np.argsort(ax[sel])  # from the tip inwards
-        pts = det[sel[order]]
-        score = ring_dark_fraction(contrast, pts, radius, _RING, -OPENING_DARK)
-        # the opening nearest the tip: further in, a sibling shaft from the same opening
-        # or a crossing can darken the ring as well
-        ok = np.nonzero(score >= OPENING_MIN_SCORE)[0]
-        if ok.size:
-            k = int(ok[0])
-            if score[k] > best[0]:
-                best = (float(score[k]), (pts[k] + 0.5) * factor - 0.5, end)
-    if best[1] is None:
-        return None
-    return (float(best[1][0]), float(best[1][1])), best[2]
+    return (float(xy[0, 0]), float(xy[0, 1])), int(end[0])
+
+
+def find_roots(pts: np.ndarray, starts: np.ndarray, thickness_um: np.ndarray, contrast: np.ndarray,
+               factor: int, um_per_px: float, valid: np.ndarray, lines: np.ndarray | None = None):
+    """``find_root`` of every line ``pts[starts[i]:starts[i + 1]]`` (each >= 2 points), or
+    of lines ``lines[c]`` only, in one pass: roots (n, 2) full-res px (NaN without one) and
+    ends (n,), -1 without a root; ``thickness_um[c]`` belongs to the c-th line done."""
+    sel = np.arange(len(starts) - 1, dtype=np.int64) if lines is None else np.asarray(lines, dtype=np.int64)
+    return _kernels.find_roots(pts, np.ascontiguousarray(starts, dtype=np.int64), sel,
+                               np.ascontiguousarray(thickness_um, dtype=np.float64),
+                               np.ascontiguousarray(contrast, dtype=np.float32), int(factor), float(um_per_px),
+                               np.ascontiguousarray(valid, dtype=np.bool_), OPENING_MIN_RADIUS_UM,
+                               OPENING_SEARCH_UM, -OPENING_DARK, OPENING_MIN_SCORE, _RING, _RING_POINTS)
 
 
 def group_units(roots_px: list, um_per_px: float) -> list:
     """Unit index per hair (None without a visible root): roots closer than SAME_OPENING_UM
     share an opening (single linkage)."""
-    idx = [i for i, r in enumerate(roots_px) if r is not None]
-    parent = {i: i for i in idx}
+    n = len(roots_px)
+    xy = np.zeros((n, 2))
+    has = np.zeros(n, np.bool_)
+    for i, r in enumerate(roots_px):
+        if r is not None:
+            xy[i] = r
+            has[i] = True
+    return group_root_array(xy, has, um_per_px)
 
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
 
-    lim = SAME_OPENING_UM / um_per_px
-    pts = np.array([roots_px[i] for i in idx]) if idx else np.zeros((0, 2))
-    for a in range(len(idx)):
-        d = np.hypot(*(pts[a + 1:] - pts[a]).T)
-        for b in np.nonzero(d <= lim)[0]:
-            ra, rb = find(idx[a]), find(idx[a + 1 + b])
-            if ra != rb:
-                parent[ra] = rb
-    labels: dict = {}
-    out: list = [None] * len(roots_px)
-    for i in idx:
-        out[i] = labels.setdefault(find(i), len(labels))
-    return out
+def group_root_array(roots_xy: np.ndarray, has_root: np.ndarray, um_per_px: float) -> list:
+    """``group_units`` of roots given as an (n, 2) array and a mask of which exist."""
+    labels = _kernels.unit_labels(np.ascontiguousarray(roots_xy, dtype=np.float64),
+                                  np.ascontiguousarray(has_root, dtype=np.bool_), SAME_OPENING_UM / um_per_px)
+    return [v if v >= 0 else None for v in labels.tolist()]
 
 
 def unit_histogram(units: list) -> dict:

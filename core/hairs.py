@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 
 from . import _linking
-from ._ridge_kernels import merge_level, non_max_suppress, ridge_response, trace_ridges
-from ._width_kernels import measure_blocks, resample_lines
+from ._ridge_kernels import merge_level, non_max_suppress, relative_to_background, ridge_response, trace_ridges
+from ._width_kernels import draw_lines, measure_blocks, resample_lines, robust_widths
 
 DETECT_UM_PER_PX = 7.0
 MIN_WIDTH_UM = 10.0
@@ -49,6 +49,7 @@ class Lines:
     dark: bool  # hairs darker than skin
     contrast: np.ndarray  # relative contrast image on the detection grid
     factor: int  # full-res px per detection px
+    length_px: np.ndarray  # arc length of every line, full-resolution px
 
 
 def detection_factor(um_per_px: float, detect_um_per_px: float = DETECT_UM_PER_PX) -> int:
@@ -57,13 +58,21 @@ def detection_factor(um_per_px: float, detect_um_per_px: float = DETECT_UM_PER_P
 
 
 def to_detection_grid(gray: np.ndarray, mask: np.ndarray, factor: int):
+    """``gray`` and ``mask`` averaged down by ``factor`` (a detection pixel is valid when at
+    least half of it is)."""
     if factor == 1:
         return gray, mask
-    h, w = gray.shape
-    size = (max(8, w // factor), max(8, h // factor))
-    det = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-    m = cv2.resize(mask.view(np.uint8), size, interpolation=cv2.INTER_AREA) > 0
+    det = downsample(gray, factor)
+    m = cv2.resize(mask.view(np.uint8), det.shape[::-1], interpolation=cv2.INTER_AREA) > 0
     return det, m
+
+
+def downsample(gray: np.ndarray, factor: int) -> np.ndarray:
+    """Area-average ``gray`` by ``factor`` (at least 8 px a side)."""
+    if factor == 1:
+        return gray
+    h, w = gray.shape
+    return cv2.resize(gray, (max(8, w // factor), max(8, h // factor)), interpolation=cv2.INTER_AREA)
 
 
 def relative_contrast(det: np.ndarray, valid: np.ndarray, um_per_det_px: float) -> np.ndarray:
@@ -79,21 +88,25 @@ def relative_contrast(det: np.ndarray, valid: np.ndarray, um_per_det_px: float) 
     t = max(1, int(round(BACKGROUND_UM / (um_per_det_px * q))))
     ty, tx = max(1, small.shape[0] // t), max(1, small.shape[1] // t)
     crop = np.where(vs, small, np.nan)[: ty * t, : tx * t] if small.shape[0] >= t and small.shape[1] >= t else None
-    fill = float(np.median(small[vs])) if vs.any() else float(det.mean())
     if crop is None:
+        fill = float(np.median(small[vs])) if vs.any() else float(det.mean())
         bg_small = np.full((1, 1), fill, np.float32)
     else:
         tiles = crop.reshape(ty, t, tx, t).transpose(0, 2, 1, 3).reshape(ty, tx, t * t)
         cnt = np.sum(np.isfinite(tiles), axis=2)
         srt = np.sort(tiles, axis=2)  # NaN (masked) sort last
         med = np.take_along_axis(srt, np.maximum(cnt // 2, 0)[..., None], axis=2)[..., 0]
-        bg_small = np.where(cnt >= t * t // 4, med, fill).astype(np.float32)
+        full = cnt >= t * t // 4
+        # tiles with too little skin take the typical skin level: the median of the others
+        if full.any():
+            fill = float(np.median(med[full]))
+        else:
+            fill = float(np.median(small[vs])) if vs.any() else float(det.mean())
+        bg_small = np.where(full, med, fill).astype(np.float32)
         if min(bg_small.shape) > 1:
             bg_small = cv2.GaussianBlur(bg_small, (0, 0), 0.8)
     bg = cv2.resize(bg_small, (w, h), interpolation=cv2.INTER_LINEAR)
-    out = det / np.maximum(bg, 1e-3) - 1.0
-    out[~valid] = 0.0
-    return out.astype(np.float32)
+    return relative_to_background(np.ascontiguousarray(det, np.float32), bg, np.ascontiguousarray(valid))
 
 
 def ridge_maps(contrast: np.ndarray, dark: bool, um_per_det_px: float):
@@ -175,41 +188,15 @@ def trace_lines(contrast, valid, dark, um_per_det_px, factor, min_length_um=0.0)
     crumb = np.repeat(frag_len < np.maximum(3.0, 0.5 * widths), 2)
     link_pos = end_pos.copy()
     link_pos[crumb] = 1e9 + np.arange(int(crumb.sum()))[:, None] * 1e4
-    chains = _linking.link_fragments(link_pos, end_tan, widths, max_gap)
+    idx, rev, cst = _linking.link_fragments(link_pos, end_tan, widths, max_gap)
     min_det = 0.8 * min_length_um / um_per_det_px
-    lines, wl = [], []
-    for chain in chains:
-        idx = [i for i, _ in chain]
-        gaps = sum(float(np.hypot(*(end_pos[2 * a + (0 if ra else 1)] - end_pos[2 * b + (1 if rb else 0)])))
-                   for (a, ra), (b, rb) in zip(chain[1:], chain[:-1]))
-        if frag_len[idx].sum() + gaps < min_det:
-            continue  # too short to count whatever happens next
-        parts = [pts[starts[i]:starts[i + 1]] for i in idx]
-        parts = [q[::-1] if rev else q for q, (_, rev) in zip(parts, chain)]
-        p = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        if len(p) < 2:
-            continue
-        lines.append(_smooth(p))
-        npts = np.array([len(q) for q in parts], float)
-        wl.append(float(np.dot(npts, widths[idx]) / npts.sum()))
-    keep = _linking.drop_duplicates(lines, wl)
-    lengths = _linking.polyline_lengths(lines)
-    keep = [i for i in keep if lengths[i] >= min_det]
-    lines = [(lines[i] + 0.5) * factor - 0.5 for i in keep]
-    wl = np.array([wl[i] * factor for i in keep], np.float64)
-    return Lines(lines, wl, dark, contrast, factor)
-
-
-def _smooth(p: np.ndarray, half: int = 2) -> np.ndarray:
-    """Moving average along the line (ends kept): removes the pixel-lattice zigzag of tracing."""
-    n = len(p)
-    if n < 2 * half + 2:
-        return p
-    k = 2 * half + 1
-    c = np.cumsum(np.vstack([np.zeros((1, 2)), p]), axis=0)
-    out = p.copy()
-    out[half:n - half] = (c[k:] - c[:-k]) / k
-    return out
+    lp, ls, wl = _linking.join_chains(pts, starts, frag_len, widths, end_pos, idx, rev, cst, min_det, 2)
+    keep = _linking.drop_duplicates(lp, ls, wl)
+    lengths = _linking.packed_lengths(lp, ls)
+    keep = keep[lengths[keep] >= min_det]
+    full = (lp + 0.5) * factor - 0.5
+    lines = [full[ls[i]:ls[i + 1]] for i in keep]
+    return Lines(lines, wl[keep] * factor, dark, contrast, factor, lengths[keep] * factor)
 
 
 @dataclasses.dataclass
@@ -217,6 +204,9 @@ class Widths:
     width_px: np.ndarray  # per line, median of block fits (NaN when no block fitted)
     blocks: np.ndarray  # raw block fits, see _width_kernels.measure_blocks
     dense: list  # per line, centre line resampled at 1 px
+    # the same lines packed in one array: line i is dense_pts[dense_starts[i]:dense_starts[i + 1]]
+    dense_pts: np.ndarray | None = None
+    dense_starts: np.ndarray | None = None
 
 
 def measure_widths(gray: np.ndarray, skin: np.ndarray, lines: Lines) -> Widths:
@@ -232,8 +222,10 @@ def measure_widths(gray: np.ndarray, skin: np.ndarray, lines: Lines) -> Widths:
     block = max(4, int(round(6.0 * lines.factor)))
     labels = np.zeros(lines.contrast.shape, np.int32)
     f = lines.factor
-    for i, p in enumerate(lines.lines):
-        cv2.polylines(labels, [np.round((p + 0.5) / f - 0.5).astype(np.int32)], False, i + 1, 1)
+    grid = np.round((pts + 0.5) / f - 0.5).astype(np.int32)  # every line's points on the detection grid
+    if not draw_lines(labels, grid, starts):  # what the cv2.polylines below draw, ~10x faster
+        for i in range(n):
+            cv2.polylines(labels, [grid[starts[i]:starts[i + 1]]], False, i + 1, 1)
     avoid = np.ones(n, np.bool_)
     blocks = measure_blocks(gray, skin, labels, float(f), avoid, avoid, dense, dstarts, w_est, block, MAX_BLOCKS,
                             PROFILE_SAMPLES, lines.dark)
@@ -258,22 +250,13 @@ def measure_widths(gray: np.ndarray, skin: np.ndarray, lines: Lines) -> Widths:
                 & (b[:, 4] < 5.9) & (b[:, 1] > 0.31))
         b = b[good]
         diam = b[:, 1] / cylinder_bar_ratio(b, lines.dark)
-        idx = b[:, 0].astype(int)
+        idx = b[:, 0].astype(np.int64)
         order = np.argsort(idx, kind="stable")
-        idx, wv = idx[order], diam[order]
-        bounds = np.searchsorted(idx, np.arange(n + 1))
-        for i in range(n):
-            if bounds[i + 1] > bounds[i]:
-                width[i] = _robust_width(wv[bounds[i]:bounds[i + 1]])
-    return Widths(width, blocks, [dense[dstarts[i]:dstarts[i + 1]] for i in range(n)])
-
-
-def _robust_width(w: np.ndarray) -> float:
-    """Median of the block widths, or their lower quartile when they disagree by over 10 %: where two
-    shafts run together (near a shared opening, at a crossing) a block reads the pair, so
-    errors are one-sided (too wide)."""
-    q25, q50, q75 = np.percentile(w, [25, 50, 75])
-    return float(q25 if q75 > 1.1 * q25 else q50)
+        # median of each line's block widths, or their lower quartile when they disagree by over 10 %: where
+        # two shafts run together (near a shared opening, at a crossing) a block reads the pair, so
+        # errors are one-sided (too wide)
+        robust_widths(idx[order], diam[order], width)
+    return Widths(width, blocks, [dense[dstarts[i]:dstarts[i + 1]] for i in range(n)], dense, dstarts)
 
 
 # Width of the best-fitting blurred bar / true diameter, for a Beer-Lambert cylinder

@@ -21,11 +21,12 @@ from core._image_quality_kernels import (
     counts_masked,
     gradient_moments,
     isotropic_sums,
+    out_of_range,
     pool2_products,
     pool2_tensor,
     pooled_fine_tensor,
 )
-from core._validate import as_gray_float32
+from core._validate import as_gray_float32, check_size, float32_range_bits, is_plain_float32
 
 CLIP_LEVEL = 0.99  # a pixel at or above this (of full scale) is clipped
 DARK_LEVEL = 0.02  # a pixel at or below this is crushed to black
@@ -38,6 +39,7 @@ MOTION_MIN_STRUCTURE = 0.02  # coarse gradient (share of mean level per quarter-
 MOTION_MIN_SUPPORT = 0.005  # isotropic-place weight (share of the frame) needed for full confidence
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 _BOX5 = np.ones((5, 5), np.uint8)
+_RANGE_BITS = float32_range_bits()
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,8 @@ class QualityVerdict:
 # ------------------------------------------------------------------ public API
 
 
-def measure_image_quality(gray: np.ndarray, skin_mask: np.ndarray | None = None) -> ImageQuality:
+def measure_image_quality(gray: np.ndarray, skin_mask: np.ndarray | None = None, *,
+                          half: np.ndarray | None = None) -> ImageQuality:
     """Measure focus, exposure, glare and motion blur of one frame.
 
     Parameters
@@ -156,22 +159,42 @@ def measure_image_quality(gray: np.ndarray, skin_mask: np.ndarray | None = None)
     skin_mask : ndarray of bool, optional
         Same height and width as ``gray``; True where skin is usable for analysis
         (e.g. not the lens rim).  None means the whole frame.
+    half : ndarray, optional
+        ``cv2.resize(gray, (w // 2, h // 2), interpolation=cv2.INTER_AREA)`` when the caller
+        has it already (the analysis core's detection grid often is exactly that).
     """
-    g = as_gray_float32(gray, "gray", integer_luma=True)
+    # a float32 frame (what analyze passes) has its value range checked in the first pass
+    # over it below rather than in two more; as_gray_float32 names any problem found
+    plain = is_plain_float32(gray)
+    if plain:
+        check_size(gray, "gray")
+        g = gray
+    else:
+        g = as_gray_float32(gray, "gray", integer_luma=True)
     h, w = g.shape
     mask = None
     if skin_mask is not None:
         if not isinstance(skin_mask, np.ndarray):
-            raise ValueError(f"skin_mask must be a numpy bool array, got {type(skin_mask).__name__}")
-        if skin_mask.shape != g.shape:
-            raise ValueError(f"skin_mask must have the shape of gray {g.shape}, got {skin_mask.shape}")
+            problem = f"skin_mask must be a numpy bool array, got {type(skin_mask).__name__}"
+        elif skin_mask.shape != g.shape:
+            problem = f"skin_mask must have the shape of gray {g.shape}, got {skin_mask.shape}"
+        else:
+            problem = None
+        if problem:
+            if plain:
+                as_gray_float32(g, "gray")  # bad values in gray are reported first
+            raise ValueError(problem)
         mask = np.ascontiguousarray(skin_mask, dtype=np.bool_).view(np.uint8)
 
     clip, dark_level = np.float32(CLIP_LEVEL), np.float32(DARK_LEVEL)
     if skin_mask is None:
+        if plain and out_of_range(g, *_RANGE_BITS):
+            as_gray_float32(g, "gray")  # raises, naming the problem
         stats = counts(g, clip, dark_level)
     else:
-        stats = counts_masked(g, mask, clip, dark_level)
+        *stats, n_bad, mask_sub = counts_masked(g, mask, clip, dark_level, *_RANGE_BITS)
+        if n_bad:
+            as_gray_float32(g, "gray")  # raises, naming the problem
     n_mask, n_clip, n_dark, level_sum, checker_sum, n_blocks = stats
     if n_mask == 0:
         return ImageQuality(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
@@ -180,7 +203,8 @@ def measure_image_quality(gray: np.ndarray, skin_mask: np.ndarray | None = None)
     mean_level = level_sum / n_mask
     noise = math.sqrt(math.pi / 2.0) * checker_sum / max(n_blocks, 1)  # full-res sigma
 
-    half = cv2.resize(g, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    if half is None or half.shape != (h // 2, w // 2) or half.dtype != np.float32:
+        half = cv2.resize(g, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
     quarter = cv2.pyrDown(half)
     eighth = cv2.pyrDown(quarter)
     if skin_mask is None:
@@ -191,7 +215,7 @@ def measure_image_quality(gray: np.ndarray, skin_mask: np.ndarray | None = None)
         # The edge between skin and what is masked out (lens rim, a burnt-in banner) is
         # often the sharpest thing in the frame: keep every gradient and every pyramid
         # filter footprint (5 px per level) clear of it.
-        half_mask = cv2.erode(np.ascontiguousarray(mask[: h - h % 2: 2, : w - w % 2: 2]), _CROSS)
+        half_mask = cv2.erode(mask_sub, _CROSS)  # mask_sub: mask[::2, ::2] cut to (h // 2, w // 2)
         quarter_mask = cv2.erode(np.ascontiguousarray(half_mask[::2, ::2]), _BOX5)
         eighth_mask = cv2.erode(np.ascontiguousarray(quarter_mask[::2, ::2]), _BOX5)
 

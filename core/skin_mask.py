@@ -4,6 +4,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ._frame_kernels import area4, repeat4
+
 # Overlays burned in by the device are drawn in (near) pure black or white.
 _BLACK = 0.03
 _WHITE = 0.97
@@ -21,7 +23,11 @@ def find_skin_mask(gray: np.ndarray, user_mask: np.ndarray | None = None) -> np.
     """
     h, w = gray.shape
     # a quarter-resolution copy is enough to find bands and specks, and ~16x cheaper
-    small = cv2.resize(gray, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+    exact4 = h % 4 == 0 and w % 4 == 0 and h >= 4 and w >= 4  # then the kernels give what OpenCV does
+    if exact4 and gray.dtype == np.float32 and gray.flags.c_contiguous:
+        small = area4(gray)
+    else:
+        small = cv2.resize(gray, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
     extreme = (small <= _BLACK) | (small >= _WHITE)
     keep = np.ones(small.shape, bool)
     _clear_border_bands(keep, extreme.mean(axis=1), 1, axis=0)
@@ -32,7 +38,10 @@ def find_skin_mask(gray: np.ndarray, user_mask: np.ndarray | None = None) -> np.
         hot = cv2.morphologyEx(hot, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
         hot = cv2.dilate(hot, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
         keep &= hot == 0
-    mask = cv2.resize(keep.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).view(bool)
+    if exact4:
+        mask = repeat4(keep.view(np.uint8)).view(bool)  # what INTER_NEAREST gives at exactly x4, ~20x faster
+    else:
+        mask = cv2.resize(keep.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).view(bool)
     if user_mask is not None:
         mask &= user_mask
     return mask
