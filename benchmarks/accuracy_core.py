@@ -20,7 +20,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from core.analysis import analyze  # noqa: E402
 from tests.phantoms.generator import render_phantom  # noqa: E402
-from tests.phantoms.matching import score_image  # noqa: E402
+from tests.phantoms.matching import UNIT_KEYS, score_image, unit_figures  # noqa: E402
 from tests.phantoms.sets import CLEAR_KINDS, HARD_KINDS, draw_spec, phantom_set, repeat_captures  # noqa: E402
 
 WIDTH_BINS_UM = ((0, 25), (25, 40), (40, 60), (60, 80), (80, 130))
@@ -62,6 +62,10 @@ def summarise(rows, label: str) -> dict:
     print(f"thickness per hair: MAE {out['thickness_mae_um']:.2f} um  median abs error "
           f"{out['thickness_median_ae_um']:.2f} um  (n = {len(pairs)})")
     print(f"mean thickness per image: mean abs error {out['mean_thickness_error_um']:.2f} um")
+    err, per_t, per_d = unit_figures([s for _, _, s in rows])
+    hist = lambda attr: [sum(getattr(s, attr)[k] for _, _, s in rows) for k in UNIT_KEYS]  # noqa: E731
+    print(f"follicular units 1/2/3/4+: true {hist('true_units')} found {hist('detected_units')}  "
+          f"histogram error {100 * err:.0f} % of units  hairs per unit true {per_t:.2f} found {per_d:.2f}")
     for lo, hi in WIDTH_BINS_UM:
         m = (pairs[:, 0] >= lo) & (pairs[:, 0] < hi) if len(pairs) else np.zeros(0, bool)
         if m.any():

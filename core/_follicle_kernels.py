@@ -135,9 +135,20 @@ def find_roots(pts, starts, sel, thick_um, contrast, factor, um_per_px, valid, m
 
 
 @nb.njit(cache=True)
-def unit_labels(xy, has, lim):
-    """Unit index per point (-1 where not ``has``): points closer than ``lim`` are joined
-    (single linkage); units are numbered in order of their first point."""
+def _root_of(parent, i):
+    while parent[i] != i:
+        i = parent[i]
+    return i
+
+
+@nb.njit(cache=True)
+def unit_labels(xy, has, lim, lines, starts, keep, thick_px, min_near_px, reach_px):
+    """Unit index per hair c (-1 where not ``has[c]``), single linkage of two rules:
+    roots ``xy`` closer than ``lim``; or the root of one hair lying within max(
+    ``min_near_px``, mean thickness) of the first ``reach_px`` of another rooted hair's
+    centre line (``lines[starts[keep[c]]:starts[keep[c] + 1]]``, root end first): hairs of
+    one opening run together before they part, so a sibling's traced root often sits
+    on the other shaft.  Units are numbered in order of their first hair."""
     n = xy.shape[0]
     parent = np.arange(n)
     for a in range(n):
@@ -145,23 +156,55 @@ def unit_labels(xy, has, lim):
             continue
         for b in range(a + 1, n):
             if has[b] and math.hypot(xy[b, 0] - xy[a, 0], xy[b, 1] - xy[a, 1]) <= lim:
-                ra = a
-                while parent[ra] != ra:
-                    ra = parent[ra]
-                rb = b
-                while parent[rb] != rb:
-                    rb = parent[rb]
+                ra = _root_of(parent, a)
+                rb = _root_of(parent, b)
                 if ra != rb:
                     parent[ra] = rb
+    if reach_px > 0:
+        cap = 1
+        for a in range(n):
+            cap = max(cap, starts[keep[a] + 1] - starts[keep[a]])
+        head = np.empty((cap, 2))
+        for a in range(n):
+            if not has[a]:
+                continue
+            # a's centre line from its root up to reach_px along it
+            s0, s1 = starts[keep[a]], starts[keep[a] + 1]
+            m = 0
+            arc = 0.0
+            for j in range(s0, s1):
+                if j > s0:
+                    arc += math.hypot(lines[j, 0] - lines[j - 1, 0], lines[j, 1] - lines[j - 1, 1])
+                    if arc > reach_px:
+                        break
+                head[m, 0] = lines[j, 0]
+                head[m, 1] = lines[j, 1]
+                m += 1
+            if m == 0:
+                continue
+            for b in range(n):
+                if b == a or not has[b]:
+                    continue
+                near = max(min_near_px, 0.5 * (thick_px[a] + thick_px[b]))
+                if math.hypot(xy[b, 0] - head[0, 0], xy[b, 1] - head[0, 1]) > reach_px + near:
+                    continue  # too far from a's root to lie on its first reach_px
+                near2 = near * near
+                for j in range(m):
+                    dx = head[j, 0] - xy[b, 0]
+                    dy = head[j, 1] - xy[b, 1]
+                    if dx * dx + dy * dy <= near2:
+                        ra = _root_of(parent, a)
+                        rb = _root_of(parent, b)
+                        if ra != rb:
+                            parent[ra] = rb
+                        break
     label = np.full(n, -1, np.int64)
     of_root = np.full(n, -1, np.int64)
     nxt = 0
     for i in range(n):
         if not has[i]:
             continue
-        r = i
-        while parent[r] != r:
-            r = parent[r]
+        r = _root_of(parent, i)
         if of_root[r] < 0:
             of_root[r] = nxt
             nxt += 1

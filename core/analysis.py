@@ -118,7 +118,7 @@ def _assemble(lines, widths, skin, valid, um, min_len) -> list:
     keep = np.nonzero(~drop & ~(visible_um < min_len))[0]
     if keep.size == 0:
         return []
-    units = follicles.group_root_array(root_xy[keep], has_root[keep], um)
+    units = follicles.group_root_array(root_xy[keep], has_root[keep], um, q, q_starts, keep, thick_um[keep])
     mid = _shafts.midpoints(q, q_starts, q_seg, keep).tolist()  # x, y, end-to-end dx, dy
     q32 = q.astype(np.float32)
     qs, vis, thick = q_starts.tolist(), visible_um.tolist(), thick_um.tolist()

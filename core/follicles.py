@@ -15,6 +15,10 @@ OPENING_MIN_RADIUS_UM = 35.0
 OPENING_DARK = 0.12  # relative contrast below skin that counts as "dark"
 OPENING_MIN_SCORE = 0.75  # fraction of a ring around the point that must be dark
 SAME_OPENING_UM = 130.0
+# hairs of one opening run together for a while: a sibling's root traced up to this far
+# along another rooted hair joins its unit (600 chosen on development phantoms)
+SIBLING_REACH_UM = 600.0
+SIBLING_MIN_NEAR_UM = 60.0
 _RING = 16
 _RING_POINTS = 12  # about this many points scored per end
 
@@ -50,9 +54,12 @@ def find_roots(pts: np.ndarray, starts: np.ndarray, thickness_um: np.ndarray, co
                                OPENING_SEARCH_UM, -OPENING_DARK, OPENING_MIN_SCORE, _RING, _RING_POINTS)
 
 
-def group_units(roots_px: list, um_per_px: float) -> list:
+def group_units(roots_px: list, um_per_px: float, lines_px: list | None = None,
+                thickness_um=None) -> list:
     """Unit index per hair (None without a visible root): roots closer than SAME_OPENING_UM
-    share an opening (single linkage)."""
+    share an opening (single linkage).  With ``lines_px`` (each hair's centre line, root
+    end first) and ``thickness_um``, a root lying on the first SIBLING_REACH_UM of another
+    rooted hair joins that hair's unit too."""
     n = len(roots_px)
     xy = np.zeros((n, 2))
     has = np.zeros(n, np.bool_)
@@ -60,13 +67,29 @@ def group_units(roots_px: list, um_per_px: float) -> list:
         if r is not None:
             xy[i] = r
             has[i] = True
-    return group_root_array(xy, has, um_per_px)
+    if lines_px is None:
+        return group_root_array(xy, has, um_per_px)
+    starts = np.zeros(n + 1, np.int64)
+    starts[1:] = np.cumsum([len(p) for p in lines_px])
+    pts = np.concatenate([np.asarray(p, np.float64).reshape(-1, 2) for p in lines_px]) if n else np.zeros((0, 2))
+    return group_root_array(xy, has, um_per_px, pts, starts, np.arange(n), np.asarray(thickness_um, np.float64))
 
 
-def group_root_array(roots_xy: np.ndarray, has_root: np.ndarray, um_per_px: float) -> list:
-    """``group_units`` of roots given as an (n, 2) array and a mask of which exist."""
+def group_root_array(roots_xy: np.ndarray, has_root: np.ndarray, um_per_px: float, lines=None, starts=None,
+                     keep=None, thickness_um=None) -> list:
+    """``group_units`` of roots given as an (n, 2) array and a mask of which exist; hair c's
+    line, when given, is ``lines[starts[keep[c]]:starts[keep[c] + 1]]`` (root end first)."""
+    n = len(has_root)
+    if lines is None:
+        lines, starts, keep, thick, reach = np.zeros((0, 2)), np.zeros(1, np.int64), np.zeros(n, np.int64), \
+            np.zeros(n), 0.0
+    else:
+        thick, reach = np.asarray(thickness_um, np.float64) / um_per_px, SIBLING_REACH_UM / um_per_px
     labels = _kernels.unit_labels(np.ascontiguousarray(roots_xy, dtype=np.float64),
-                                  np.ascontiguousarray(has_root, dtype=np.bool_), SAME_OPENING_UM / um_per_px)
+                                  np.ascontiguousarray(has_root, dtype=np.bool_), SAME_OPENING_UM / um_per_px,
+                                  np.ascontiguousarray(lines, dtype=np.float64), np.ascontiguousarray(starts, np.int64),
+                                  np.ascontiguousarray(keep, np.int64), np.ascontiguousarray(thick),
+                                  SIBLING_MIN_NEAR_UM / um_per_px, float(reach))
     return [v if v >= 0 else None for v in labels.tolist()]
 
 

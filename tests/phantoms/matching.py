@@ -22,6 +22,8 @@ class ImageScore:
     width_pairs: list  # (true diameter µm, measured µm)
     true_mean_um: float
     detected_mean_um: float | None
+    true_units: dict  # follicular units {"1", "2", "3", "4+"} with their root in the analysed area
+    detected_units: dict
 
     @property
     def f1(self) -> float:
@@ -100,4 +102,18 @@ def score_image(result, truth) -> ImageScore:
     counted = [h for h in th if h.counted]
     true_mean = float(np.mean([h.diameter_um for h in counted])) if counted else float("nan")
     return ImageScore(tp, fp, fn, len(counted), result.hair_count, len(counted) / truth.area_cm2,
-                      result.density_per_cm2, pairs, true_mean, result.mean_thickness_um)
+                      result.density_per_cm2, pairs, true_mean, result.mean_thickness_um,
+                      dict(truth.follicular_units), dict(result.follicular_units))
+
+
+UNIT_KEYS = ("1", "2", "3", "4+")
+
+
+def unit_figures(scores) -> tuple[float, float, float]:
+    """Follicular units pooled over ``scores``: histogram error (sum of |found - true| over
+    the 1/2/3/4+ bins, divided by the true number of units), true and found hairs per unit."""
+    t = np.array([sum(s.true_units[k] for s in scores) for k in UNIT_KEYS], float)
+    d = np.array([sum(s.detected_units[k] for s in scores) for k in UNIT_KEYS], float)
+    w = np.array([1.0, 2.0, 3.0, 4.0])
+    per = lambda h: float(h @ w / h.sum()) if h.sum() else float("nan")  # noqa: E731
+    return float(np.abs(d - t).sum() / max(t.sum(), 1.0)), per(t), per(d)
