@@ -22,12 +22,15 @@ import cv2
 import numpy as np
 
 from core._registration_assign import assign_sparse
-from core._validate import check_positive, check_um_per_px
+from core._shaft_evidence import shaft_present
+from core._validate import as_gray_float32, check_positive, check_um_per_px
 
 UNMATCHED_COST = 1.0  # leaving a baseline hair unmatched: a pair is kept only if it costs less
 # (cost = (distance / max_distance)² + (angle / max_angle)²: an elliptical gate)
 FRAGMENT_ANGLE_DEG = 8.0  # a piece of a traced-in-two shaft: same direction within this
 FRAGMENT_PERP_UM = 40.0  # ... and on the same line within this
+SHAFT_MIN_CONTRAST = 0.08  # a cross-section shows a shaft: this much darker/brighter than both sides
+SHAFT_MIN_FRACTION = 0.8  # ... over this fraction of the cross-sections along the middle of it
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,9 @@ class HairMatch:
     mean_match_distance_um:   mean position residual of kept pairs, µm.
     fragments:                unmatched hairs that are pieces of a kept shaft traced whole in
                               the other visit (left out of both counts).
+    unconfirmed:              unmatched hairs whose shaft the other visit's image still shows
+                              (missed by the detector there, not lost or new): counted in both
+                              visits.  Only checked when the images are given.
     pairs:                    ((baseline index, current index), ...) of kept hairs.
     lost_indices, new_indices: indices into the baseline / current sequences.
     """
@@ -83,6 +89,7 @@ class HairMatch:
     median_thickness_change_pct: float | None
     mean_match_distance_um: float | None
     fragments: int = 0
+    unconfirmed: int = 0
     pairs: tuple = ()
     lost_indices: tuple = ()
     new_indices: tuple = ()
@@ -182,6 +189,29 @@ def _overlap(m, base_size, cur_size, base_mask, cur_mask, margin_px) -> np.ndarr
     return base_mask & warped
 
 
+def _check_image(image, size, name: str):
+    gray = as_gray_float32(image, name, integer_luma=True) if image is not None else None
+    if gray is not None and gray.shape != (size[1], size[0]):
+        raise ValueError(f"{name} must be {size[0]}x{size[1]} px, got {gray.shape[1]}x{gray.shape[0]}")
+    return gray
+
+
+def _still_there(gray: np.ndarray, x: dict, idx: np.ndarray, m: np.ndarray, um: float) -> np.ndarray:
+    """For hairs ``idx`` of ``x`` (baseline-frame px), mapped by ``m`` into ``gray``'s frame:
+    does that image show their shaft?  Hairs of unknown length are not checked (False)."""
+    if not len(idx):
+        return np.zeros(0, bool)
+    lin, t = m[:, :2], m[:, 2]
+    scale = math.sqrt(abs(np.linalg.det(lin)))
+    xy = x["xy"][idx] @ lin.T + t
+    vec = np.stack([np.cos(x["ang"][idx]), -np.sin(x["ang"][idx])], 1) @ lin.T
+    ang = np.degrees(np.arctan2(-vec[:, 1], vec[:, 0]))
+    length = x["length"][idx] / um * scale
+    seen = shaft_present(gray, np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1]), ang, length,
+                         x["thick"][idx] / um * scale, SHAFT_MIN_CONTRAST, SHAFT_MIN_FRACTION)
+    return seen & (length > 0)
+
+
 def _inside(mask: np.ndarray, p: np.ndarray) -> np.ndarray:
     h, w = mask.shape
     xi, yi = np.round(p[:, 0]).astype(np.int64), np.round(p[:, 1]).astype(np.int64)
@@ -266,7 +296,8 @@ def _failed(reason: str) -> HairMatch:
 
 def match_hairs(baseline_hairs, current_hairs, registration, *, image_size_px, um_per_px: float,
                 current_size_px=None, baseline_mask=None, current_mask=None, max_distance_um: float = 120.0,
-                max_angle_deg: float = 20.0, edge_margin_um: float = 100.0) -> HairMatch:
+                max_angle_deg: float = 20.0, edge_margin_um: float = 100.0, baseline_image=None,
+                current_image=None) -> HairMatch:
     """Match hairs of two visits one to one within their overlap; see ``HairMatch``.
 
     registration:     ``Registration`` of the current frame to the baseline (or its 2x3
@@ -281,6 +312,9 @@ def match_hairs(baseline_hairs, current_hairs, registration, *, image_size_px, u
     max_angle_deg:    largest direction difference of a matched pair, degrees.
     edge_margin_um:   the overlap is shrunk by this margin from either frame's edge, µm, so
                       hairs cut by an edge in one visit only do not count as lost or new.
+    baseline_image, current_image: optional frames (grey or RGB, the sizes above); with
+                      them a hair is only lost (new) when the current (baseline) image shows
+                      no shaft where it was (will be): a detector's miss is not a change.
     """
     b = _hair_arrays(baseline_hairs, "baseline_hairs")
     c = _hair_arrays(current_hairs, "current_hairs")
@@ -292,6 +326,8 @@ def match_hairs(baseline_hairs, current_hairs, registration, *, image_size_px, u
     margin = check_positive(edge_margin_um, "edge_margin_um", lo=-1e-9, hi=5000.0)
     bmask = _check_mask(baseline_mask, base_size, "baseline_mask")
     cmask = _check_mask(current_mask, cur_size, "current_mask")
+    bgray = _check_image(baseline_image, base_size, "baseline_image")
+    cgray = _check_image(current_image, cur_size, "current_image")
     m, why = _as_matrix(registration)
     if m is None:
         return _failed(why)
@@ -334,9 +370,16 @@ def match_hairs(baseline_hairs, current_hairs, registration, *, image_size_px, u
     n_frag = int(frag_b.sum() + frag_c.sum())
     in_b[lost[frag_b]] = False
     lost, new = lost[~frag_b], new[~frag_c]
-    n_base = int(in_b.sum())
+    # a hair the other visit's image still shows was missed there, not lost or gained
+    seen_b = _still_there(cgray, b, lost, cv2.invertAffineTransform(m), um) if cgray is not None else None
+    seen_c = _still_there(bgray, cb, new, np.array([[1.0, 0, 0], [0, 1.0, 0]]), um) if bgray is not None else None
+    n_seen_b = int(seen_b.sum()) if seen_b is not None else 0
+    n_seen_c = int(seen_c.sum()) if seen_c is not None else 0
+    lost = lost[~seen_b] if seen_b is not None else lost
+    new = new[~seen_c] if seen_c is not None else new
+    n_base = int(in_b.sum()) + n_seen_c
     n_kept = len(kept_pairs)
-    n_cur = n_kept + len(new)
+    n_cur = n_kept + len(new) + n_seen_b + n_seen_c
 
     change = 100.0 * (n_cur - n_base) / n_base if n_base else None
     if n_kept:
@@ -352,4 +395,5 @@ def match_hairs(baseline_hairs, current_hairs, registration, *, image_size_px, u
     return HairMatch(
         True, "", area_cm2, n_base, n_cur, n_kept, len(lost), len(new), change,
         n_base / area_cm2, n_cur / area_cm2, change, mean_d, med_d, mean_pct, med_pct, mdist, n_frag,
-        tuple((int(i), int(j)) for i, j in kept_pairs), tuple(int(i) for i in lost), tuple(int(j) for j in new))
+        n_seen_b + n_seen_c, tuple((int(i), int(j)) for i, j in kept_pairs), tuple(int(i) for i in lost),
+        tuple(int(j) for j in new))

@@ -236,7 +236,7 @@ def conditions_differ(current, baseline) -> list[str]:
 HAIR_MATCH_FIELDS = ("success", "reason", "overlap_area_cm2", "baseline_count", "current_count", "kept", "lost", "new",
                      "count_change_pct", "baseline_density_per_cm2", "current_density_per_cm2", "density_change_pct",
                      "mean_thickness_change_um", "median_thickness_change_um", "mean_thickness_change_pct",
-                     "median_thickness_change_pct", "mean_match_distance_um", "fragments")
+                     "median_thickness_change_pct", "mean_match_distance_um", "fragments", "unconfirmed")
 REGISTRATION_FIELDS = ("success", "reason", "method", "dx_um", "dy_um", "offset_um", "rotation_deg", "scale",
                        "overlap_fraction", "matched_points", "match_quality", "residual_um", "on_target",
                        "max_offset_um", "max_rotation_deg", "matrix_px")
@@ -292,7 +292,8 @@ def compare_to_baseline(station, record, image: np.ndarray, analysis_result) -> 
         if cur_mask is not None and cur_mask.shape != (h, w):
             cur_mask = None
         hm = match_hairs(base_hairs, cur_hairs, reg, image_size_px=(bw, bh), current_size_px=(w, h),
-                         um_per_px=base.um_per_px, baseline_mask=base_mask, current_mask=cur_mask).to_dict()
+                         um_per_px=base.um_per_px, baseline_mask=base_mask, current_mask=cur_mask,
+                         baseline_image=base_img, current_image=image).to_dict()
         out["hair_match"] = {k: _round(hm.get(k)) for k in HAIR_MATCH_FIELDS}
     else:
         out["hair_match"] = {"success": False, "reason": f"registration failed: {reg.reason}"}

@@ -102,7 +102,8 @@ def test_recapture_registered_matched_and_published(station, scenes):
     assert abs(reg["rotation_deg"] - CUR_ROT) < 1.0
     assert not reg["on_target"] and 0.8 < reg["overlap_fraction"] < 1.0 and reg["match_quality"] > 0.3
     hm = fu["hair_match"]
-    assert hm["success"] and hm["kept"] > 30 and hm["kept"] + hm["new"] == hm["current_count"]
+    assert hm["success"] and hm["kept"] > 30 and hm["kept"] + hm["new"] + hm["unconfirmed"] == hm["current_count"]
+    assert hm["kept"] + hm["lost"] + hm["unconfirmed"] == hm["baseline_count"]
     true_change = true_matched_change(truths["1_base"], truths["2_cur"], truth_matrix(CUR_SHIFT_UM, CUR_ROT))
     assert 8.0 < true_change < 25.0  # 10 % more follicular units (1-4 hairs each)
     # the stored registration is good enough for hair-to-hair matching: the true hairs of both
@@ -152,8 +153,9 @@ def truth_matched_through(t_base, t_cur, matrix_px):
 
 @pytest.mark.xfail(strict=False, reason=(
     "core.analyze finds the same hairs differently in the two visits (partial traces of long shafts, a few "
-    "spurious short ones): on this pair 17-18 'new' hairs where 6-9 are new, so the matched change reads "
-    "~+24 % for a true +9 %; registration and matching on true hairs are within 1 point (test above)"))
+    "spurious short ones): on this pair the matched change reads +16.1 % for a true +9.2 % (+24 % before "
+    "misses were checked against the other visit's image); registration and matching on true hairs are "
+    "within 1 point (test above)"))
 def test_end_to_end_matched_change_with_core_detections(station, scenes):
     _, truths = scenes
     station.capture("P-6", "crown", accept=True)

@@ -202,6 +202,8 @@ def test_hairs_from_dicts_round_trip_with_core_hair():
     (dict(max_distance_um=-5), "max_distance_um"),
     (dict(max_angle_deg=100), "max_angle_deg"),
     (dict(baseline_mask=np.ones((3, 3), bool)), "baseline_mask"),
+    (dict(current_image=np.zeros((3, 3), np.float32)), "current_image"),
+    (dict(baseline_image=np.full(SIZE[::-1], np.nan, np.float32)), "baseline_image"),
     (dict(registration=np.eye(3)), "registration"),
     (dict(registration="x"), "registration"),
 ])
@@ -239,3 +241,45 @@ def test_shaft_traced_in_two_pieces_is_neither_lost_nor_new():
     # and the other way round (split at baseline, whole now)
     hm = match_hairs(cur, base, np.array([[1.0, 0, 0], [0, 1.0, 0]]), image_size_px=SIZE, um_per_px=UMPP)
     assert hm.kept == 2 and hm.lost == 0 and hm.new == 0 and hm.fragments == 1 and hm.baseline_count == 2
+
+
+@pytest.mark.parametrize("change", ["removed", "added"])
+def test_hairs_the_detector_missed_are_not_lost_or_new_when_the_images_show_them(change):
+    """A detector that misses some hairs in one visit (other ones in the next) turns that into a
+    change of count; the other visit's image still shows those shafts, so with the images the
+    misses are reported as unconfirmed and the measured change moves towards the true one.
+    A hair missed in the baseline that is really gone cannot be seen either way, so some
+    under-reading of the change remains."""
+    from core.hair_matching import _overlap
+
+    spec = draw_spec("crown", 62)
+    extra = dict(extra_density_fraction=0.1)
+    a, ta, b, tb, truth = render_pair(62, spec, 400.0, 300.0, 5.0, 0.97,
+                                      baseline_changes=extra if change == "removed" else None,
+                                      **(extra if change == "added" else {}))
+    reg = register_to_baseline(a, b, spec.um_per_px)
+    assert reg.success, reg.reason
+    rng = np.random.default_rng(9)
+    hb, kb = truth_hairs(ta, rng)
+    hc, kc = truth_hairs(tb, rng)
+    ov = _overlap(truth, SIZE, SIZE, ta.analysed_mask.astype(np.uint8), tb.analysed_mask.astype(np.uint8),
+                  100.0 / spec.um_per_px)
+    true_change = identity_change(hb, kb, hc, kc, truth, ov)
+    args = dict(image_size_px=SIZE, um_per_px=spec.um_per_px, baseline_mask=ta.analysed_mask,
+                current_mask=tb.analysed_mask)
+    # every hair detected: the images confirm every loss and gain, nothing changes
+    full = match_hairs(hb, hc, reg, **args)
+    full_img = match_hairs(hb, hc, reg, baseline_image=a, current_image=b, **args)
+    assert full_img.unconfirmed == 0 and full_img.count_change_pct == pytest.approx(full.count_change_pct)
+    # 10 % of the hairs missed in each visit
+    miss_rng = np.random.default_rng(1)
+    hb_seen = [h for h in hb if miss_rng.random() >= 0.1]
+    hc_seen = [h for h in hc if miss_rng.random() >= 0.1]
+    blind = match_hairs(hb_seen, hc_seen, reg, **args)
+    seen = match_hairs(hb_seen, hc_seen, reg, baseline_image=a, current_image=b, **args)
+    assert blind.unconfirmed == 0 and seen.unconfirmed > 0
+    assert seen.lost + seen.new < blind.lost + blind.new
+    assert abs(seen.count_change_pct - true_change) <= abs(blind.count_change_pct - true_change) + 0.5
+    assert abs(seen.count_change_pct - true_change) < 5.0, (seen.count_change_pct, true_change)
+    direction = -1 if change == "removed" else 1
+    assert direction * (seen.new - seen.lost) > 0  # the real change is still counted
