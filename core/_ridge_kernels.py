@@ -29,6 +29,19 @@ def relative_to_background(det, bg, valid):
     return out
 
 
+@nb.njit(cache=True, fastmath=True, inline="always")
+def _hessian(g, y, x, sign):
+    """Hessian (a = d2/dx2, b = d2/dxdy, d = d2/dy2) of ``g`` at (y, x) times ``sign``, and
+    its eigenvalues l1 >= l2."""
+    c = g[y, x]
+    a = sign * (g[y, x + 1] - 2.0 * c + g[y, x - 1])
+    d = sign * (g[y + 1, x] - 2.0 * c + g[y - 1, x])
+    b = sign * 0.25 * (g[y + 1, x + 1] - g[y + 1, x - 1] - g[y - 1, x + 1] + g[y - 1, x - 1])
+    half_tr = 0.5 * (a + d)
+    disc = math.sqrt(0.25 * (a - d) * (a - d) + b * b)
+    return a, b, d, half_tr + disc, half_tr - disc
+
+
 @nb.njit(cache=True, fastmath=True)
 def ridge_response(g, sigma, dark):
     """Response, across-line unit normal (nx, ny) of a Gaussian-smoothed level image ``g``.
@@ -45,14 +58,7 @@ def ridge_response(g, sigma, dark):
     sign = 1.0 if dark else -1.0
     for y in range(1, h - 1):
         for x in range(1, w - 1):
-            c = g[y, x]
-            a = sign * (g[y, x + 1] - 2.0 * c + g[y, x - 1])
-            d = sign * (g[y + 1, x] - 2.0 * c + g[y - 1, x])
-            b = sign * 0.25 * (g[y + 1, x + 1] - g[y + 1, x - 1] - g[y - 1, x + 1] + g[y - 1, x - 1])
-            half_tr = 0.5 * (a + d)
-            disc = math.sqrt(0.25 * (a - d) * (a - d) + b * b)
-            l1 = half_tr + disc
-            l2 = half_tr - disc
+            a, b, d, l1, l2 = _hessian(g, y, x, sign)
             if l1 <= 0.0:
                 continue
             resp = l1 - max(l2, 0.0)
@@ -67,6 +73,32 @@ def ridge_response(g, sigma, dark):
             nx[y, x] = vx / nrm
             ny[y, x] = vy / nrm
     return r, nx, ny
+
+
+@nb.njit(cache=True, fastmath=True)
+def polarity_counts(g, valid, sigma, t_ridge, t_contrast):
+    """(dark, bright): pixels of ``g`` where ``ridge_response`` for valleys (crests) exceeds
+    ``t_ridge`` and g is below -``t_contrast`` (above +``t_contrast``), within ``valid``;
+    one pass, both polarities from the same Hessian."""
+    h, w = g.shape
+    s2 = sigma * sigma
+    n_dark = 0
+    n_bright = 0
+    for y in range(1, h - 1):
+        for x in range(1, w - 1):
+            c = g[y, x]
+            if not valid[y, x] or (c >= -t_contrast and c <= t_contrast):
+                continue
+            sign = 1.0 if c < 0.0 else -1.0  # only the polarity the contrast allows can count
+            _, _, _, l1, l2 = _hessian(g, y, x, sign)
+            if l1 <= 0.0:
+                continue
+            if s2 * (l1 - max(l2, 0.0)) > t_ridge:
+                if sign > 0.0:
+                    n_dark += 1
+                else:
+                    n_bright += 1
+    return n_dark, n_bright
 
 
 @nb.njit(cache=True, fastmath=True)

@@ -11,7 +11,7 @@ import math
 import numba as nb
 import numpy as np
 
-from core._bar_fit import NPAR, fit_bar_in, workspace
+from core._bar_fit import FIT_FASTMATH, NPAR, fit_bar_in, workspace
 from core._ridge_kernels import _bilinear
 
 
@@ -57,7 +57,7 @@ def _block_profile(img, pts, j0, j1, ox, oy, prof):
                 prof[k] += _bilinear(img, pts[j, 0] + ox[k], pts[j, 1] + oy[k])
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, fastmath=FIT_FASTMATH)
 def measure_blocks(img, skin, labels, label_step, avoid, active, pts, starts, w_est, block_px, max_blocks, n_samples,
                    dark):
     """Fit one averaged profile per block of (at most) ``block_px`` along every line.

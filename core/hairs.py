@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 
 from . import _linking
-from ._ridge_kernels import merge_level, non_max_suppress, relative_to_background, ridge_response, trace_ridges
+from ._ridge_kernels import (merge_level, non_max_suppress, polarity_counts, relative_to_background, ridge_response,
+                             trace_ridges)
 from ._width_kernels import draw_lines, measure_blocks, resample_lines, robust_widths
 
 DETECT_UM_PER_PX = 7.0
@@ -156,8 +157,7 @@ def hair_polarity(contrast: np.ndarray, valid: np.ndarray, um_per_det_px: float)
     """
     g = cv2.GaussianBlur(cv2.pyrDown(contrast), (0, 0), 1.0)
     v = cv2.resize(valid.view(np.uint8), (g.shape[1], g.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
-    dark = np.count_nonzero((ridge_response(g, 2.0, True)[0] > T_HIGH) & (g < -POLARITY_CONTRAST) & v)
-    bright = np.count_nonzero((ridge_response(g, 2.0, False)[0] > T_HIGH) & (g > POLARITY_CONTRAST) & v)
+    dark, bright = polarity_counts(g, v, 2.0, T_HIGH, POLARITY_CONTRAST)
     return not bright > BRIGHT_HAIR_RATIO * dark
 
 
