@@ -187,3 +187,41 @@ def test_stall_monitor_reports_and_exits_without_a_watchdog(monkeypatch):
         assert "exiting for a restart" in no_wd.lines[0]
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_swallowed_sigterm_is_delivered_again_until_the_main_thread_unwinds():
+    """waitress's event loop runs each socket callback under a bare ``except:`` that logs and
+    closes the channel: a SIGTERM landing there is swallowed. The handler re-delivers it until
+    the main thread leaves the interruptible part, so the station still stops."""
+    from station.commands import station as cmd
+
+    class Recorder:
+        lines: list = []
+
+        def stopping(self, text):
+            self.lines.append(text)
+
+    shutdown = cmd._Shutdown()
+    handler = cmd._signal_handler(shutdown, Recorder())
+    previous = signal.signal(signal.SIGTERM, handler)
+    swallowed = 0
+    t0 = time.monotonic()
+    try:
+        shutdown.interruptible = True
+        with pytest.raises(cmd._Terminate):
+            while time.monotonic() - t0 < 5:
+                try:
+                    if swallowed == 0 and time.monotonic() - t0 > 0.1 and not shutdown.requested.is_set():
+                        os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(0.01)
+                except cmd._Terminate:  # what waitress's bare except does with the first one
+                    swallowed += 1
+                    if swallowed > 1:
+                        raise
+        elapsed = time.monotonic() - t0
+    finally:
+        shutdown.interruptible = False
+        signal.signal(signal.SIGTERM, previous)
+    assert swallowed == 2 and shutdown.requested.is_set()
+    assert elapsed < 0.1 + 3 * cmd.REDELIVER_S
+    assert Recorder.lines == ["stopping (SIGTERM received)"]  # systemd is told once

@@ -18,6 +18,10 @@ handler, as before, only ended ``server.run()`` by accident: waitress's loop kee
 while its trigger pipe is in the socket map, and only the EBADF from polling the closed
 listening socket made it return (which a reused file descriptor would not raise); it also
 stopped waitress's threads before the station, and did nothing for a SIGTERM during start-up.
+waitress's event loop wraps each socket callback in a bare ``except:`` that logs and closes
+the channel, so a signal landing inside one is swallowed (seen once in ~20 test runs: the
+process never stopped). Until the main thread reaches the cleanup, the signal is therefore
+delivered again every ``REDELIVER_S``; one of them lands outside a callback.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from station import config as cfgmod
 log = logging.getLogger("tricho.station")
 
 STALL_POLL_S = 1.0
+REDELIVER_S = 0.5
 
 
 class _Terminate(BaseException):
@@ -82,6 +87,34 @@ class _Shutdown:
         self.reason = ""
 
 
+def _signal_handler(shutdown: _Shutdown, notifier):
+    """The SIGTERM/SIGINT handler: note the request, tell systemd, and unwind the main
+    thread while it may be (raising ``_Terminate``), re-delivering the signal every
+    REDELIVER_S until the main thread has left the interruptible part."""
+    main_ident = threading.main_thread().ident
+
+    def redeliver(signum: int) -> None:
+        while True:
+            time.sleep(REDELIVER_S)
+            if not shutdown.interruptible:
+                return
+            signal.pthread_kill(main_ident, signum)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        first = not shutdown.requested.is_set()
+        shutdown.requested.set()
+        if first:
+            name = signal.Signals(signum).name
+            shutdown.reason = shutdown.reason or f"{name} received"
+            log.info("%s: stopping", name)
+            notifier.stopping(f"stopping ({shutdown.reason})")
+            threading.Thread(target=redeliver, args=(signum,), name="signal-redelivery", daemon=True).start()
+        if shutdown.interruptible:
+            raise _Terminate()
+
+    return on_signal
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -94,18 +127,7 @@ def run(args: argparse.Namespace) -> int:
 
     notifier = Notifier.from_env()
     shutdown = _Shutdown()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        first = not shutdown.requested.is_set()
-        shutdown.requested.set()
-        if first:
-            name = signal.Signals(signum).name
-            shutdown.reason = shutdown.reason or f"{name} received"
-            log.info("%s: stopping", name)
-            notifier.stopping(f"stopping ({shutdown.reason})")
-        if shutdown.interruptible:
-            raise _Terminate()
-
+    on_signal = _signal_handler(shutdown, notifier)
     # Installed before the slow start so a SIGTERM during warm-up also ends in an orderly stop.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
