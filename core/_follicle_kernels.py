@@ -7,6 +7,8 @@ import math
 import numba as nb
 import numpy as np
 
+from ._linking import _find
+
 
 @nb.njit(cache=True)
 def _ring(n_ring):
@@ -36,17 +38,6 @@ def _ring_score(contrast, px, py, radius, cs, dark_below):
         if v < dark_below:
             hits += 1
     return hits / n_ring
-
-
-@nb.njit(cache=True)
-def ring_dark_fraction(contrast, pts, radius, n_ring, dark_below):
-    """For each point (x, y, detection px): fraction of ``n_ring`` samples on a circle of
-    ``radius`` px whose relative contrast is below ``dark_below`` (a negative number)."""
-    cs = _ring(n_ring)
-    out = np.zeros(pts.shape[0])
-    for i in range(pts.shape[0]):
-        out[i] = _ring_score(contrast, pts[i, 0], pts[i, 1], radius, cs, dark_below)
-    return out
 
 
 @nb.njit(cache=True)
@@ -135,10 +126,11 @@ def find_roots(pts, starts, sel, thick_um, contrast, factor, um_per_px, valid, m
 
 
 @nb.njit(cache=True)
-def _root_of(parent, i):
-    while parent[i] != i:
-        i = parent[i]
-    return i
+def _union(parent, a, b):
+    ra = _find(parent, a)
+    rb = _find(parent, b)
+    if ra != rb:
+        parent[ra] = rb
 
 
 @nb.njit(cache=True)
@@ -156,55 +148,48 @@ def unit_labels(xy, has, lim, lines, starts, keep, thick_px, min_near_px, reach_
             continue
         for b in range(a + 1, n):
             if has[b] and math.hypot(xy[b, 0] - xy[a, 0], xy[b, 1] - xy[a, 1]) <= lim:
-                ra = _root_of(parent, a)
-                rb = _root_of(parent, b)
-                if ra != rb:
-                    parent[ra] = rb
-    if reach_px > 0:
-        cap = 1
-        for a in range(n):
-            cap = max(cap, starts[keep[a] + 1] - starts[keep[a]])
-        head = np.empty((cap, 2))
-        for a in range(n):
-            if not has[a]:
+                _union(parent, a, b)
+    cap = 1
+    for a in range(n):
+        cap = max(cap, starts[keep[a] + 1] - starts[keep[a]])
+    head = np.empty((cap, 2))
+    for a in range(n):
+        if not has[a]:
+            continue
+        # a's centre line from its root up to reach_px along it
+        s0, s1 = starts[keep[a]], starts[keep[a] + 1]
+        m = 0
+        arc = 0.0
+        for j in range(s0, s1):
+            if j > s0:
+                arc += math.hypot(lines[j, 0] - lines[j - 1, 0], lines[j, 1] - lines[j - 1, 1])
+                if arc > reach_px:
+                    break
+            head[m, 0] = lines[j, 0]
+            head[m, 1] = lines[j, 1]
+            m += 1
+        if m == 0:
+            continue
+        for b in range(n):
+            if b == a or not has[b]:
                 continue
-            # a's centre line from its root up to reach_px along it
-            s0, s1 = starts[keep[a]], starts[keep[a] + 1]
-            m = 0
-            arc = 0.0
-            for j in range(s0, s1):
-                if j > s0:
-                    arc += math.hypot(lines[j, 0] - lines[j - 1, 0], lines[j, 1] - lines[j - 1, 1])
-                    if arc > reach_px:
-                        break
-                head[m, 0] = lines[j, 0]
-                head[m, 1] = lines[j, 1]
-                m += 1
-            if m == 0:
-                continue
-            for b in range(n):
-                if b == a or not has[b]:
-                    continue
-                near = max(min_near_px, 0.5 * (thick_px[a] + thick_px[b]))
-                if math.hypot(xy[b, 0] - head[0, 0], xy[b, 1] - head[0, 1]) > reach_px + near:
-                    continue  # too far from a's root to lie on its first reach_px
-                near2 = near * near
-                for j in range(m):
-                    dx = head[j, 0] - xy[b, 0]
-                    dy = head[j, 1] - xy[b, 1]
-                    if dx * dx + dy * dy <= near2:
-                        ra = _root_of(parent, a)
-                        rb = _root_of(parent, b)
-                        if ra != rb:
-                            parent[ra] = rb
-                        break
+            near = max(min_near_px, 0.5 * (thick_px[a] + thick_px[b]))
+            if math.hypot(xy[b, 0] - head[0, 0], xy[b, 1] - head[0, 1]) > reach_px + near:
+                continue  # too far from a's root to lie on its first reach_px
+            near2 = near * near
+            for j in range(m):
+                dx = head[j, 0] - xy[b, 0]
+                dy = head[j, 1] - xy[b, 1]
+                if dx * dx + dy * dy <= near2:
+                    _union(parent, a, b)
+                    break
     label = np.full(n, -1, np.int64)
     of_root = np.full(n, -1, np.int64)
     nxt = 0
     for i in range(n):
         if not has[i]:
             continue
-        r = _root_of(parent, i)
+        r = _find(parent, i)
         if of_root[r] < 0:
             of_root[r] = nxt
             nxt += 1

@@ -43,20 +43,16 @@ def counts(gray, clip_level, dark_level):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def counts_masked(gray, mask, clip_level, dark_level, max_bits, max_neg_bits):
+def counts_masked(gray, mask, clip_level, dark_level):
     """``counts`` over the pixels where ``mask`` (uint8 0/1) is 1; the noise sum uses
     only 2x2 blocks entirely inside the mask.  float32 row accumulators (exact for
     counts below 2^24) keep both loops vectorised.
 
-    In the same pass: the number of pixels that are NaN, infinite or outside
-    [-m, M] (``max_bits``, ``max_neg_bits``: the float32 bits of M and m; compared as
-    integers, which fast-math cannot assume away), and ``mask[::2, ::2]`` (h // 2, w // 2).
-    Returns the 6 figures of ``counts``, then that count and that mask.
+    In the same pass ``mask[::2, ::2]`` (h // 2, w // 2): returns the 6 figures of
+    ``counts``, then that mask.
     """
     h2 = gray.shape[0] // 2
     w2 = gray.shape[1] // 2
-    bits = gray.view(np.int32)
-    n_bad = 0
     half_mask = np.empty((h2, w2), np.uint8)
     one = np.float32(1.0)
     zero = np.float32(0.0)
@@ -96,36 +92,10 @@ def counts_masked(gray, mask, clip_level, dark_level, max_bits, max_neg_bits):
         level += rl
         checker += rk
         n_blocks += rb
-        n_bad += _out_of_range(bits[2 * y], max_bits, max_neg_bits) + _out_of_range(bits[2 * y + 1], max_bits,
-                                                                                     max_neg_bits)
         hm = half_mask[y]
         for x in range(w2):
             hm[x] = m0[2 * x]
-    if gray.shape[0] % 2:
-        n_bad += _out_of_range(bits[gray.shape[0] - 1], max_bits, max_neg_bits)
-    return int(n_mask), int(n_clip), int(n_dark), level, 0.5 * checker, int(n_blocks), n_bad, half_mask
-
-
-@numba.njit(cache=True, nogil=True)
-def _out_of_range(row, max_bits, max_neg_bits):
-    """How many float32 values (as int32 bits) are NaN, infinite, above the value of
-    ``max_bits`` or below minus that of ``max_neg_bits``."""
-    n = np.int32(0)
-    for x in range(row.shape[0]):
-        v = row[x]
-        mag = v & np.int32(0x7FFFFFFF)
-        n += np.int32(mag > (max_neg_bits if v < 0 else max_bits))
-    return n
-
-
-@numba.njit(cache=True, nogil=True)
-def out_of_range(gray, max_bits, max_neg_bits):
-    """``_out_of_range`` over a whole 2-D float32 array."""
-    bits = gray.view(np.int32)
-    n = 0
-    for y in range(bits.shape[0]):
-        n += _out_of_range(bits[y], max_bits, max_neg_bits)
-    return n
+    return int(n_mask), int(n_clip), int(n_dark), level, 0.5 * checker, int(n_blocks), half_mask
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)

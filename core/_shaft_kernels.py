@@ -2,9 +2,7 @@
 length and midpoint of every measured line in one pass each.
 
 Lines are packed as in the width kernels: line i is ``pts[starts[i]:starts[i + 1]]``
-(x, y full-resolution px).  Sums and interpolation follow numpy's to the last bit
-(``pairwise_sum`` is numpy's pairwise summation, ``_interp`` its ``interp``), so the
-kernels give exactly the hairs of the per-line numpy code they replaced.
+(x, y full-resolution px).
 """
 from __future__ import annotations
 
@@ -13,56 +11,8 @@ import math
 import numba as nb
 import numpy as np
 
-# numpy < 2 reduces long arrays in buffers of 8192 items, each summed pairwise
-SUM_CHUNK = 8192 if int(np.__version__.split(".")[0]) < 2 else 1 << 62
-
-
 @nb.njit(cache=True)
-def _pairwise(a, lo, n):
-    if n < 8:
-        res = 0.0
-        for i in range(lo, lo + n):
-            res += a[i]
-        return res
-    if n <= 128:
-        r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-        r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
-        i = 8
-        m = n - n % 8
-        while i < m:
-            j = lo + i
-            r0 += a[j]
-            r1 += a[j + 1]
-            r2 += a[j + 2]
-            r3 += a[j + 3]
-            r4 += a[j + 4]
-            r5 += a[j + 5]
-            r6 += a[j + 6]
-            r7 += a[j + 7]
-            i += 8
-        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-        while i < n:
-            res += a[lo + i]
-            i += 1
-        return res
-    n2 = n // 2
-    n2 -= n2 % 8
-    return _pairwise(a, lo, n2) + _pairwise(a, lo + n2, n - n2)
-
-
-@nb.njit(cache=True)
-def pairwise_sum(a, n, chunk):
-    """``np.sum(a[:n])`` exactly as numpy computes it (float64)."""
-    res = 0.0
-    s = 0
-    while s < n:
-        res += _pairwise(a, s, min(chunk, n - s))
-        s += chunk
-    return res
-
-
-@nb.njit(cache=True)
-def shaft_candidates(pts, starts, width_px, min_aspect, min_straight, chunk):
+def shaft_candidates(pts, starts, width_px, min_aspect, min_straight):
     """Arc length (px) of every line and whether it is a shaft: a finite width, at least
     ``min_aspect`` widths long and end-to-end at least ``min_straight`` of its length.
     Also the segment lengths: ``seg[j]`` from point j to j + 1 of the same line."""
@@ -72,12 +22,13 @@ def shaft_candidates(pts, starts, width_px, min_aspect, min_straight, chunk):
     seg = np.zeros(max(1, pts.shape[0]))
     for i in range(n):
         a, b = starts[i], starts[i + 1]
+        s = 0.0
         for j in range(a, b - 1):
             seg[j] = math.hypot(pts[j + 1, 0] - pts[j, 0], pts[j + 1, 1] - pts[j, 1])
+            s += seg[j]
         wpx = width_px[i]
         if b - a < 2 or not math.isfinite(wpx):
             continue
-        s = pairwise_sum(seg[a:], b - a - 1, chunk)
         if s < min_aspect * wpx:
             continue
         if math.hypot(pts[b - 1, 0] - pts[a, 0], pts[b - 1, 1] - pts[a, 1]) < min_straight * s:
@@ -90,28 +41,15 @@ def shaft_candidates(pts, starts, width_px, min_aspect, min_straight, chunk):
 @nb.njit(cache=True)
 def _nearest(pts, a, b, rev, rx, ry):
     """Position along line a..b (from b - 1 backwards when ``rev``) of the first point
-    nearest (rx, ry) by ``math.hypot``, evaluating it only where the squared distance
-    is within a relative 1e-9 of the least (hypot is faithfully rounded, so no other
-    point can tie or win)."""
-    n = b - a
-    d2min = np.inf
-    for j in range(n):
-        jj = b - 1 - j if rev else a + j
-        dx = pts[jj, 0] - rx
-        dy = pts[jj, 1] - ry
-        d2min = min(d2min, dx * dx + dy * dy)
-    lim = d2min * (1.0 + 1e-9)
+    nearest (rx, ry)."""
     best = np.inf
     k = 0
-    for j in range(n):
+    for j in range(b - a):
         jj = b - 1 - j if rev else a + j
-        dx = pts[jj, 0] - rx
-        dy = pts[jj, 1] - ry
-        if dx * dx + dy * dy <= lim:
-            d = math.hypot(dx, dy)
-            if d < best:
-                best = d
-                k = j
+        d2 = (pts[jj, 0] - rx) ** 2 + (pts[jj, 1] - ry) ** 2
+        if d2 < best:
+            best = d2
+            k = j
     return k
 
 
@@ -203,43 +141,33 @@ def under_skin_pieces(pts, starts, has_root, root_xy, thick_um, arc_px, um, max_
 
 
 @nb.njit(cache=True)
-def visible_lengths(pts, starts, seg, skin, chunk):
+def visible_lengths(pts, starts, seg, skin):
     """Length (px) of every line counting only segments with both ends on ``skin``."""
     n = starts.shape[0] - 1
     h, w = skin.shape
     out = np.zeros(n)
-    buf = np.empty(max(1, pts.shape[0]))
     for i in range(n):
         a, b = starts[i], starts[i + 1]
-        m = 0
         prev = False
         for j in range(a, b):
             xi = min(max(int(np.rint(pts[j, 0])), 0), w - 1)
             yi = min(max(int(np.rint(pts[j, 1])), 0), h - 1)
             cur = skin[yi, xi]
             if j > a and cur and prev:
-                buf[m] = seg[j - 1]
-                m += 1
+                out[i] += seg[j - 1]
             prev = cur
-        out[i] = pairwise_sum(buf, m, chunk)
     return out
 
 
 @nb.njit(cache=True)
 def _interp(x, xp, fp, n):
-    """``np.interp(x, xp[:n], fp[:n])`` for a scalar x in [xp[0], xp[n - 1]] (n >= 2)."""
+    """Linear interpolation at x in [xp[0], xp[n - 1]] of fp over increasing xp (n >= 2)."""
     j = n - 1
     while j > 0 and xp[j] > x:
         j -= 1
-    if j == n - 1 or xp[j] == x:
+    if j == n - 1 or xp[j + 1] == xp[j]:
         return fp[j]
-    slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
-    r = slope * (x - xp[j]) + fp[j]
-    if math.isnan(r):
-        r = slope * (x - xp[j + 1]) + fp[j + 1]
-        if math.isnan(r) and fp[j] == fp[j + 1]:
-            r = fp[j]
-    return r
+    return fp[j] + (fp[j + 1] - fp[j]) * (x - xp[j]) / (xp[j + 1] - xp[j])
 
 
 @nb.njit(cache=True)

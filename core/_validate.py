@@ -19,34 +19,12 @@ MAX_UM_PER_PX = 100.0
 FLOAT_TOLERANCE = 1e-6  # float images may overshoot [0, 1] by this much
 
 
-def is_plain_float32(image: object) -> bool:
-    """True for a C-contiguous 2-D float32 array: ``as_gray_float32`` returns it as it is
-    once its size and value range pass."""
-    return (isinstance(image, np.ndarray) and image.dtype == np.float32 and image.ndim == 2
-            and image.flags.c_contiguous)
-
-
 def check_size(image: np.ndarray, name: str = "image") -> None:
-    """The size check of ``as_gray_float32`` alone (same message)."""
     h, w = image.shape[:2]
     if min(h, w) < MIN_SIDE_PX or max(h, w) > MAX_SIDE_PX:
         raise ValueError(
             f"{name} must be between {MIN_SIDE_PX} and {MAX_SIDE_PX} px on each side, got {w}x{h}"
         )
-
-
-def float32_range_bits() -> tuple:
-    """(M, m) as int32 bit patterns of float32: the largest values whose float64 values
-    are <= 1 + FLOAT_TOLERANCE and <= FLOAT_TOLERANCE.  A float32 passes the range check
-    of ``as_gray_float32`` when, with the sign bit cleared, its bits are <= M (>= 0) or
-    <= m (< 0); NaN and infinities never do."""
-    out = []
-    for limit in (1.0 + FLOAT_TOLERANCE, FLOAT_TOLERANCE):
-        v = np.float32(limit)
-        if float(v) > limit:
-            v = np.nextafter(v, np.float32(0))
-        out.append(np.int32(np.array(v, np.float32).view(np.int32)))
-    return tuple(out)
 
 
 def as_gray_float32(image: object, name: str = "image", integer_luma: bool = False) -> np.ndarray:

@@ -245,8 +245,8 @@ def robust_widths(idx, values, width):
 
 @nb.njit(cache=True)
 def _line8(img, x0, y0, x1, y1, v):
-    """``cv2.line(img, (x0, y0), (x1, y1), v)`` (thickness 1, 8-connected) for end points
-    inside ``img``: OpenCV's Bresenham walk, from left to right."""
+    """Line of value ``v`` from (x0, y0) to (x1, y1) (thickness 1, 8-connected; OpenCV's
+    Bresenham walk, from left to right), pixels outside ``img`` left out."""
     dx = x1 - x0
     dy = y1 - y0
     if dx < 0:
@@ -261,8 +261,10 @@ def _line8(img, x0, y0, x1, y1, v):
         dx, dy = dy, dx
     err = dx - (dy + dy)
     x, y = x0, y0
+    h, w = img.shape
     for _ in range(dx + 1):
-        img[y, x] = v
+        if 0 <= x < w and 0 <= y < h:
+            img[y, x] = v
         if err < 0:
             err += dx + dx - (dy + dy)
             if steep:
@@ -279,14 +281,8 @@ def _line8(img, x0, y0, x1, y1, v):
 
 @nb.njit(cache=True)
 def draw_lines(img, pts, starts):
-    """``cv2.polylines(img, [pts[starts[i]:starts[i + 1]]], False, i + 1)`` for every line
-    i in turn, when every point lies inside ``img`` (else draws nothing: OpenCV would clip
-    the lines first); returns whether it drew."""
-    h, w = img.shape
-    for k in range(pts.shape[0]):
-        if not (0 <= pts[k, 0] < w and 0 <= pts[k, 1] < h):
-            return False
+    """Draw line i (``pts[starts[i]:starts[i + 1]]``, integer x, y) with value i + 1, in
+    order, as ``cv2.polylines(img, [line], False, i + 1)`` does for lines inside ``img``."""
     for i in range(starts.shape[0] - 1):
         for k in range(starts[i] + 1, starts[i + 1]):
             _line8(img, pts[k - 1, 0], pts[k - 1, 1], pts[k, 0], pts[k, 1], i + 1)
-    return True

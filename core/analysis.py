@@ -17,7 +17,7 @@ import numpy as np
 from . import _shaft_kernels as _shafts
 from . import follicles, hairs
 from ._validate import as_gray_float32, check_positive, check_um_per_px
-from .image_quality import measure_image_quality
+from .image_quality import measure_prepared
 from .result import AnalysisResult, Hair, PreviewResult, thickness_histogram
 from .skin_mask import find_skin_mask
 
@@ -67,7 +67,7 @@ def analyze(image, um_per_px, *, vellus_threshold_um=40.0, min_visible_length_um
     skin = find_skin_mask(gray, user_mask)
     factor = hairs.detection_factor(um)
     det, valid = hairs.to_detection_grid(gray, skin, factor)
-    quality = measure_image_quality(gray, skin, half=det if factor == 2 else None)
+    quality = measure_prepared(gray, skin, half=det if factor == 2 else None)
     found: list[Hair] = []
     if valid.sum() > 64:
         contrast = hairs.relative_contrast(det, valid, um * factor)
@@ -102,8 +102,7 @@ def _assemble(lines, widths, skin, valid, um, min_len) -> list:
     width_px = np.asarray(widths.width_px, dtype=np.float64)
     # a blob or the rim of one (follicle opening, flake) is not a shaft; nor is a line
     # where no cross-section looked like one (width NaN)
-    arc, ok, seg = _shafts.shaft_candidates(pts, starts, width_px, MIN_ASPECT, MIN_STRAIGHTNESS,
-                                            _shafts.SUM_CHUNK)
+    arc, ok, seg = _shafts.shaft_candidates(pts, starts, width_px, MIN_ASPECT, MIN_STRAIGHTNESS)
     cand = np.nonzero(ok)[0]
     if cand.size == 0:
         return []
@@ -114,11 +113,11 @@ def _assemble(lines, widths, skin, valid, um, min_len) -> list:
     q, q_starts, q_seg = _shafts.orient_and_trim(pts, starts, seg, cand, root_xy, root_end)
     has_root = root_end >= 0
     drop = _shafts.under_skin_pieces(q, q_starts, has_root, root_xy, thick_um, arc[cand], um, UNDER_SKIN_MAX_UM)
-    visible_um = _shafts.visible_lengths(q, q_starts, q_seg, skin, _shafts.SUM_CHUNK) * um
+    visible_um = _shafts.visible_lengths(q, q_starts, q_seg, skin) * um
     keep = np.nonzero(~drop & ~(visible_um < min_len))[0]
     if keep.size == 0:
         return []
-    units = follicles.group_root_array(root_xy[keep], has_root[keep], um, q, q_starts, keep, thick_um[keep])
+    units = follicles.group_units(root_xy[keep], has_root[keep], um, q, q_starts, keep, thick_um[keep])
     mid = _shafts.midpoints(q, q_starts, q_seg, keep).tolist()  # x, y, end-to-end dx, dy
     q32 = q.astype(np.float32)
     qs, vis, thick = q_starts.tolist(), visible_um.tolist(), thick_um.tolist()

@@ -23,29 +23,15 @@ _RING = 16
 _RING_POINTS = 12  # about this many points scored per end
 
 
-def find_root(line_px: np.ndarray, thickness_um: float, contrast: np.ndarray, factor: int,
-              um_per_px: float, valid: np.ndarray):
-    """Root point (x, y) in full-res px and which end (0 = first point, 1 = last), or None.
-
-    ``contrast`` is the detection-grid relative contrast (``factor`` full-res px per
-    detection px); ``valid`` its analysed-area mask.  Ends at the edge of the analysed
-    area are not roots: the shaft simply leaves the field of view there.
-    """
-    line = np.ascontiguousarray(line_px, dtype=np.float64)
-    if line.ndim != 2 or line.shape[1] != 2 or len(line) < 2:
-        raise ValueError(f"line_px must be an (N >= 2, 2) array of x, y px, got shape {line.shape}")
-    xy, end = find_roots(line, np.array([0, len(line)], np.int64), np.array([float(thickness_um)]),
-                         contrast, factor, um_per_px, valid)
-    if end[0] < 0:
-        return None
-    return (float(xy[0, 0]), float(xy[0, 1])), int(end[0])
-
-
 def find_roots(pts: np.ndarray, starts: np.ndarray, thickness_um: np.ndarray, contrast: np.ndarray,
                factor: int, um_per_px: float, valid: np.ndarray, lines: np.ndarray | None = None):
-    """``find_root`` of every line ``pts[starts[i]:starts[i + 1]]`` (each >= 2 points), or
-    of lines ``lines[c]`` only, in one pass: roots (n, 2) full-res px (NaN without one) and
-    ends (n,), -1 without a root; ``thickness_um[c]`` belongs to the c-th line done."""
+    """Root ends of every line ``pts[starts[i]:starts[i + 1]]`` (full-res px, each >= 2
+    points), or of lines ``lines[c]`` only: roots (n, 2) full-res px (NaN without one) and
+    which end (n,): 0 first point, 1 last, -1 no root; ``thickness_um[c]`` belongs to the
+    c-th line done.  ``contrast`` is the detection-grid relative contrast (``factor``
+    full-res px per detection px) and ``valid`` its analysed area: ends at its edge are
+    not roots, the shaft simply leaves the field of view there.  See
+    ``_follicle_kernels.find_roots`` for the test."""
     sel = np.arange(len(starts) - 1, dtype=np.int64) if lines is None else np.asarray(lines, dtype=np.int64)
     return _kernels.find_roots(pts, np.ascontiguousarray(starts, dtype=np.int64), sel,
                                np.ascontiguousarray(thickness_um, dtype=np.float64),
@@ -54,42 +40,19 @@ def find_roots(pts: np.ndarray, starts: np.ndarray, thickness_um: np.ndarray, co
                                OPENING_SEARCH_UM, -OPENING_DARK, OPENING_MIN_SCORE, _RING, _RING_POINTS)
 
 
-def group_units(roots_px: list, um_per_px: float, lines_px: list | None = None,
-                thickness_um=None) -> list:
-    """Unit index per hair (None without a visible root): roots closer than SAME_OPENING_UM
-    share an opening (single linkage).  With ``lines_px`` (each hair's centre line, root
-    end first) and ``thickness_um``, a root lying on the first SIBLING_REACH_UM of another
-    rooted hair joins that hair's unit too."""
-    n = len(roots_px)
-    xy = np.zeros((n, 2))
-    has = np.zeros(n, np.bool_)
-    for i, r in enumerate(roots_px):
-        if r is not None:
-            xy[i] = r
-            has[i] = True
-    if lines_px is None:
-        return group_root_array(xy, has, um_per_px)
-    starts = np.zeros(n + 1, np.int64)
-    starts[1:] = np.cumsum([len(p) for p in lines_px])
-    pts = np.concatenate([np.asarray(p, np.float64).reshape(-1, 2) for p in lines_px]) if n else np.zeros((0, 2))
-    return group_root_array(xy, has, um_per_px, pts, starts, np.arange(n), np.asarray(thickness_um, np.float64))
-
-
-def group_root_array(roots_xy: np.ndarray, has_root: np.ndarray, um_per_px: float, lines=None, starts=None,
-                     keep=None, thickness_um=None) -> list:
-    """``group_units`` of roots given as an (n, 2) array and a mask of which exist; hair c's
-    line, when given, is ``lines[starts[keep[c]]:starts[keep[c] + 1]]`` (root end first)."""
-    n = len(has_root)
-    if lines is None:
-        lines, starts, keep, thick, reach = np.zeros((0, 2)), np.zeros(1, np.int64), np.zeros(n, np.int64), \
-            np.zeros(n), 0.0
-    else:
-        thick, reach = np.asarray(thickness_um, np.float64) / um_per_px, SIBLING_REACH_UM / um_per_px
+def group_units(roots_xy: np.ndarray, has_root: np.ndarray, um_per_px: float, lines: np.ndarray,
+                starts: np.ndarray, keep: np.ndarray, thickness_um: np.ndarray) -> list:
+    """Unit index per hair (None without a root): roots ``roots_xy`` (n, 2) full-res px where
+    ``has_root``; roots closer than SAME_OPENING_UM share an opening (single linkage), and
+    so does a root lying on the first SIBLING_REACH_UM of another rooted hair (hair c's
+    centre line is ``lines[starts[keep[c]]:starts[keep[c] + 1]]``, root end first;
+    ``thickness_um[c]`` its shaft)."""
     labels = _kernels.unit_labels(np.ascontiguousarray(roots_xy, dtype=np.float64),
                                   np.ascontiguousarray(has_root, dtype=np.bool_), SAME_OPENING_UM / um_per_px,
                                   np.ascontiguousarray(lines, dtype=np.float64), np.ascontiguousarray(starts, np.int64),
-                                  np.ascontiguousarray(keep, np.int64), np.ascontiguousarray(thick),
-                                  SIBLING_MIN_NEAR_UM / um_per_px, float(reach))
+                                  np.ascontiguousarray(keep, np.int64),
+                                  np.ascontiguousarray(thickness_um, np.float64) / um_per_px,
+                                  SIBLING_MIN_NEAR_UM / um_per_px, SIBLING_REACH_UM / um_per_px)
     return [v if v >= 0 else None for v in labels.tolist()]
 
 

@@ -21,12 +21,11 @@ from core._image_quality_kernels import (
     counts_masked,
     gradient_moments,
     isotropic_sums,
-    out_of_range,
     pool2_products,
     pool2_tensor,
     pooled_fine_tensor,
 )
-from core._validate import as_gray_float32, check_size, float32_range_bits, is_plain_float32
+from core._validate import as_gray_float32
 
 CLIP_LEVEL = 0.99  # a pixel at or above this (of full scale) is clipped
 DARK_LEVEL = 0.02  # a pixel at or below this is crushed to black
@@ -39,7 +38,6 @@ MOTION_MIN_STRUCTURE = 0.02  # coarse gradient (share of mean level per quarter-
 MOTION_MIN_SUPPORT = 0.005  # isotropic-place weight (share of the frame) needed for full confidence
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 _BOX5 = np.ones((5, 5), np.uint8)
-_RANGE_BITS = float32_range_bits()
 
 
 @dataclass(frozen=True)
@@ -147,8 +145,7 @@ class QualityVerdict:
 # ------------------------------------------------------------------ public API
 
 
-def measure_image_quality(gray: np.ndarray, skin_mask: np.ndarray | None = None, *,
-                          half: np.ndarray | None = None) -> ImageQuality:
+def measure_image_quality(gray: np.ndarray, skin_mask: np.ndarray | None = None) -> ImageQuality:
     """Measure focus, exposure, glare and motion blur of one frame.
 
     Parameters
@@ -159,42 +156,29 @@ def measure_image_quality(gray: np.ndarray, skin_mask: np.ndarray | None = None,
     skin_mask : ndarray of bool, optional
         Same height and width as ``gray``; True where skin is usable for analysis
         (e.g. not the lens rim).  None means the whole frame.
-    half : ndarray, optional
-        ``cv2.resize(gray, (w // 2, h // 2), interpolation=cv2.INTER_AREA)`` when the caller
-        has it already (the analysis core's detection grid often is exactly that).
     """
-    # a float32 frame (what analyze passes) has its value range checked in the first pass
-    # over it below rather than in two more; as_gray_float32 names any problem found
-    plain = is_plain_float32(gray)
-    if plain:
-        check_size(gray, "gray")
-        g = gray
-    else:
-        g = as_gray_float32(gray, "gray", integer_luma=True)
-    h, w = g.shape
-    mask = None
+    g = as_gray_float32(gray, "gray", integer_luma=True)
     if skin_mask is not None:
         if not isinstance(skin_mask, np.ndarray):
-            problem = f"skin_mask must be a numpy bool array, got {type(skin_mask).__name__}"
-        elif skin_mask.shape != g.shape:
-            problem = f"skin_mask must have the shape of gray {g.shape}, got {skin_mask.shape}"
-        else:
-            problem = None
-        if problem:
-            if plain:
-                as_gray_float32(g, "gray")  # bad values in gray are reported first
-            raise ValueError(problem)
-        mask = np.ascontiguousarray(skin_mask, dtype=np.bool_).view(np.uint8)
+            raise ValueError(f"skin_mask must be a numpy bool array, got {type(skin_mask).__name__}")
+        if skin_mask.shape != g.shape:
+            raise ValueError(f"skin_mask must have the shape of gray {g.shape}, got {skin_mask.shape}")
+    return measure_prepared(g, skin_mask)
 
+
+def measure_prepared(g: np.ndarray, skin_mask: np.ndarray | None = None, half: np.ndarray | None = None
+                     ) -> ImageQuality:
+    """``measure_image_quality`` of a frame its caller has already checked and converted
+    (float32 2-D in [0, 1], ``skin_mask`` bool of its shape or None), as ``core.analyze``
+    has.  ``half``: ``cv2.resize(g, (w // 2, h // 2), interpolation=cv2.INTER_AREA)`` when
+    the caller has it already (the detection grid often is exactly that)."""
+    h, w = g.shape
     clip, dark_level = np.float32(CLIP_LEVEL), np.float32(DARK_LEVEL)
     if skin_mask is None:
-        if plain and out_of_range(g, *_RANGE_BITS):
-            as_gray_float32(g, "gray")  # raises, naming the problem
         stats = counts(g, clip, dark_level)
     else:
-        *stats, n_bad, mask_sub = counts_masked(g, mask, clip, dark_level, *_RANGE_BITS)
-        if n_bad:
-            as_gray_float32(g, "gray")  # raises, naming the problem
+        mask = np.ascontiguousarray(skin_mask, dtype=np.bool_).view(np.uint8)
+        *stats, mask_sub = counts_masked(g, mask, clip, dark_level)
     n_mask, n_clip, n_dark, level_sum, checker_sum, n_blocks = stats
     if n_mask == 0:
         return ImageQuality(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
