@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from core.hair_matching import _overlap, match_hairs  # noqa: E402
+from core.hair_matching import match_hairs  # noqa: E402
 from core.registration import PreviewRegistrar, register_to_baseline  # noqa: E402
 from tests.phantoms.generator import render_phantom  # noqa: E402
 from tests.phantoms.sets import CLEAR_KINDS, HARD_KINDS, draw_spec  # noqa: E402
@@ -144,9 +144,7 @@ def change_error(n):
         if not hm.success:
             fails += 1
             continue
-        ov = _overlap(truth, size, size, ta.analysed_mask.astype(np.uint8), tb.analysed_mask.astype(np.uint8),
-                      100.0 / spec.um_per_px)
-        true = identity_change(hb, kb, hc, kc, truth, ov)
+        true = identity_change(hb, kb, hc, kc, truth, ta, tb)
         naive = 100.0 * ((len(hc) / tb.area_cm2) / (len(hb) / ta.area_cm2) - 1.0)
         true_ch.append(true)
         m_err.append(hm.count_change_pct - true)
@@ -185,9 +183,7 @@ def end_to_end(n, extra=0.0):
         hb, kb = truth_hairs(ta, rng)
         hc, kc = truth_hairs(tb, rng)
         size = (spec.width, spec.height)
-        ov = _overlap(truth, size, size, ta.analysed_mask.astype(np.uint8), tb.analysed_mask.astype(np.uint8),
-                      100.0 / spec.um_per_px)
-        true = identity_change(hb, kb, hc, kc, truth, ov)
+        true = identity_change(hb, kb, hc, kc, truth, ta, tb)
         ra, rb = analyze(a, spec.um_per_px), analyze(b, spec.um_per_px)
         pa = [h.root_px for h in ra.hairs if h.root_px is not None]
         pb = [h.root_px for h in rb.hairs if h.root_px is not None]

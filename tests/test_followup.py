@@ -77,16 +77,12 @@ def station(tmp_path, scenes):
 
 def true_matched_change(t_base, t_cur, m):
     """Identity-based change of counted hairs on the overlap (as tests/test_hair_matching.py)."""
-    from core.hair_matching import _overlap
     from tests.test_hair_matching import identity_change, truth_hairs
 
     rng = np.random.default_rng(5)
     hb, kb = truth_hairs(t_base, rng)
     hc, kc = truth_hairs(t_cur, rng)
-    size = (SPEC.width, SPEC.height)
-    ov = _overlap(m, size, size, t_base.analysed_mask.astype(np.uint8), t_cur.analysed_mask.astype(np.uint8),
-                  100.0 / SPEC.um_per_px)
-    return identity_change(hb, kb, hc, kc, m, ov)
+    return identity_change(hb, kb, hc, kc, m, t_base, t_cur)
 
 
 def test_recapture_registered_matched_and_published(station, scenes):

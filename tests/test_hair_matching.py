@@ -41,13 +41,18 @@ def truth_hairs(truth, rng, thickness_sd_um=2.0):
     return out, keys
 
 
-def identity_change(hb, kb, hc, kc, matrix, overlap_mask):
-    """True change (%) in the overlap from identity keys."""
-    from core.hair_matching import _inside
+def identity_change(hb, kb, hc, kc, matrix, t_base, t_cur, edge_margin_um=100.0):
+    """True change (%) from identity keys in the overlap of the two captures' analysed
+    areas (truths ``t_base``, ``t_cur``; ``matrix`` current px -> baseline px), shrunk by
+    the edge margin ``match_hairs`` uses."""
+    from core.hair_matching import _inside, _overlap
 
     def anchors(hs):
         return np.array([(h.root_px if h.root_px is not None else (h.x, h.y)) for h in hs], float).reshape(-1, 2)
 
+    overlap_mask = _overlap(matrix, t_base.analysed_mask.shape[::-1], t_cur.analysed_mask.shape[::-1],
+                            t_base.analysed_mask.astype(np.uint8), t_cur.analysed_mask.astype(np.uint8),
+                            edge_margin_um / t_base.um_per_px)
     inb = _inside(overlap_mask, anchors(hb))
     inc = _inside(overlap_mask, anchors(hc) @ matrix[:, :2].T + matrix[:, 2])
     sb, sc = set(kb), set(kc)
@@ -60,8 +65,6 @@ def identity_change(hb, kb, hc, kc, matrix, overlap_mask):
 def test_matched_change_within_one_point_on_phantom(change):
     """Re-capture 0.75 mm and 8 degrees off, exposure +4 %, with 10 % of the follicular units
     gone (baseline rendered with them) or new (current rendered with them)."""
-    from core.hair_matching import _overlap
-
     spec = draw_spec("crown", 61)
     extra = dict(extra_density_fraction=0.1)
     a, ta, b, tb, truth = render_pair(61, spec, 600.0, -450.0, 8.0, 1.04,
@@ -75,9 +78,7 @@ def test_matched_change_within_one_point_on_phantom(change):
     hm = match_hairs(hb, hc, reg, image_size_px=SIZE, um_per_px=spec.um_per_px,
                      baseline_mask=ta.analysed_mask, current_mask=tb.analysed_mask)
     assert hm.success and hm.baseline_count > 50
-    ov = _overlap(truth, SIZE, SIZE, ta.analysed_mask.astype(np.uint8), tb.analysed_mask.astype(np.uint8),
-                  100.0 / spec.um_per_px)
-    true_change = identity_change(hb, kb, hc, kc, truth, ov)
+    true_change = identity_change(hb, kb, hc, kc, truth, ta, tb)
     expected = -100 / 11 if change == "removed" else 10.0  # 10 % of units, hairs per unit vary
     assert abs(true_change - expected) < 6.0
     assert hm.count_change_pct == pytest.approx(true_change, abs=1.0)
@@ -250,8 +251,6 @@ def test_hairs_the_detector_missed_are_not_lost_or_new_when_the_images_show_them
     misses are reported as unconfirmed and the measured change moves towards the true one.
     A hair missed in the baseline that is really gone cannot be seen either way, so some
     under-reading of the change remains."""
-    from core.hair_matching import _overlap
-
     spec = draw_spec("crown", 62)
     extra = dict(extra_density_fraction=0.1)
     a, ta, b, tb, truth = render_pair(62, spec, 400.0, 300.0, 5.0, 0.97,
@@ -262,9 +261,7 @@ def test_hairs_the_detector_missed_are_not_lost_or_new_when_the_images_show_them
     rng = np.random.default_rng(9)
     hb, kb = truth_hairs(ta, rng)
     hc, kc = truth_hairs(tb, rng)
-    ov = _overlap(truth, SIZE, SIZE, ta.analysed_mask.astype(np.uint8), tb.analysed_mask.astype(np.uint8),
-                  100.0 / spec.um_per_px)
-    true_change = identity_change(hb, kb, hc, kc, truth, ov)
+    true_change = identity_change(hb, kb, hc, kc, truth, ta, tb)
     args = dict(image_size_px=SIZE, um_per_px=spec.um_per_px, baseline_mask=ta.analysed_mask,
                 current_mask=tb.analysed_mask)
     # every hair detected: the images confirm every loss and gain, nothing changes
