@@ -147,7 +147,8 @@ def main() -> None:
     print(f"full frame {full.shape[1]}x{full.shape[0]} ({analyze(full, 4.0).hair_count} hairs), "
           f"preview {prev.shape[1]}x{prev.shape[0]}; medians of {args.runs} runs\n")
 
-    print("thread settings: OpenCV threads (core is single-threaded: numba parallel=True was 2.5x slower here)")
+    print("thread settings: OpenCV threads (core: no numba parallel=True, which was 2.5x slower here; quality and half "
+          "the width fits on a second plain thread)")
     results = {}
     for cv_threads in (1, 2):
         cv2.setNumThreads(cv_threads)

@@ -57,7 +57,7 @@ def _block_profile(img, pts, j0, j1, ox, oy, prof):
                 prof[k] += _bilinear(img, pts[j, 0] + ox[k], pts[j, 1] + oy[k])
 
 
-@nb.njit(cache=True, fastmath=FIT_FASTMATH)
+@nb.njit(cache=True, nogil=True, fastmath=FIT_FASTMATH)
 def measure_blocks(img, skin, labels, label_step, avoid, active, pts, starts, w_est, block_px, max_blocks, n_samples,
                    dark):
     """Fit one averaged profile per block of (at most) ``block_px`` along every line.

@@ -1,11 +1,13 @@
 """Public entry points: ``analyze``, ``analyze_preview``, ``warm_up``, ``configure_threads``.
 
-Threading: the core is single-threaded on purpose.  On the 2-core station, numba's
-``parallel=True`` made a full analysis 2.5x slower (100 -> 250 ms, benchmarks/bench_core.py),
-and its workqueue layer aborts on concurrent parallel calls.  Without it, analyses may
-run from any thread; the station still uses one analysis thread.  OpenCV's own pool is
-set to 1 thread by ``configure_threads`` (the station calls it; importing ``core`` changes
-no global state).
+Threading: no numba ``parallel=True``.  On the 2-core station it made a full analysis
+2.5x slower (100 -> 250 ms, benchmarks/bench_core.py), and its workqueue layer aborts on
+concurrent parallel calls.  Instead, two steps of ``analyze`` run on a second plain thread
+(``_beside.Beside``) with kernels that release the GIL: the image-quality report, and half
+of the width fits.  That took a full frame from 48.7 to 40.7 ms here with results
+identical to the one-thread run.  Analyses may run from any thread; the station still uses
+one analysis thread.  OpenCV's own pool is set to 1 thread by ``configure_threads`` (the
+station calls it; importing ``core`` changes no global state).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 
 from . import _shaft_kernels as _shafts
 from . import follicles, hairs
+from ._beside import Beside
 from ._validate import as_gray_float32, check_positive, check_um_per_px
 from .image_quality import measure_prepared
 from .result import AnalysisResult, Hair, PreviewResult, thickness_histogram
@@ -67,7 +70,8 @@ def analyze(image, um_per_px, *, vellus_threshold_um=40.0, min_visible_length_um
     skin = find_skin_mask(gray, user_mask)
     factor = hairs.detection_factor(um)
     det, valid = hairs.to_detection_grid(gray, skin, factor)
-    quality = measure_prepared(gray, skin, half=det if factor == 2 else None)
+    # the quality kernels release the GIL: measured beside the hair pipeline
+    quality = Beside(measure_prepared, gray, skin, det if factor == 2 else None)
     found: list[Hair] = []
     if valid.sum() > 64:
         contrast = hairs.relative_contrast(det, valid, um * factor)
@@ -89,7 +93,7 @@ def analyze(image, um_per_px, *, vellus_threshold_um=40.0, min_visible_length_um
         vellus_count=int(np.sum(thick <= vellus)), terminal_count=int(np.sum(thick > vellus)),
         cumulative_thickness_mm_per_cm2=float(thick.sum() / 1000.0 / area_cm2) if area_cm2 > 0 else 0.0,
         follicular_units=units, thickness_histogram=thickness_histogram(thick), hairs=tuple(found),
-        quality=quality, elapsed_ms=(time.perf_counter() - t0) * 1000.0, skin_mask=skin,
+        quality=quality.result(), elapsed_ms=(time.perf_counter() - t0) * 1000.0, skin_mask=skin,
     )
 
 
@@ -197,9 +201,10 @@ def warm_up() -> float:
 def configure_threads(opencv_threads: int = 1) -> int:
     """Set OpenCV's thread pool for this process (default 1) and return the value set.
 
-    The station calls this once at start-up.  With 1 OpenCV thread both core and the
-    OpenCV baseline ran fastest here (2 threads: baseline 73 -> 99 ms, core unchanged):
-    a second pool only competes with the camera, web and MQTT threads for 2 cores.
+    The station calls this once at start-up and keeps 1, so that the camera, web and
+    MQTT threads have a core while an analysis runs.  benchmarks/bench_core.py times both
+    settings: with 2 OpenCV threads a full analysis was 45 -> 39 ms here, and the OpenCV
+    baseline has been faster or slower from run to run (72 -> 52 ms, 73 -> 99 ms).
     """
     import cv2
 

@@ -8,12 +8,14 @@ profile fits on the full-resolution image.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import cv2
 import numpy as np
 
 from . import _linking
+from ._beside import Beside
 from ._ridge_kernels import (merge_level, non_max_suppress, polarity_counts, relative_to_background, ridge_response,
                              trace_ridges)
 from ._width_kernels import draw_lines, measure_blocks, resample_lines, robust_widths
@@ -225,15 +227,13 @@ def measure_widths(gray: np.ndarray, skin: np.ndarray, lines: Lines) -> Widths:
     grid = np.round((pts + 0.5) / f - 0.5).astype(np.int32)  # every line's points on the detection grid
     draw_lines(labels, grid, starts)
     avoid = np.ones(n, np.bool_)
-    blocks = measure_blocks(gray, skin, labels, float(f), avoid, avoid, dense, dstarts, w_est, block, MAX_BLOCKS,
-                            PROFILE_SAMPLES, lines.dark)
+    fit = functools.partial(_fit_in_two, gray, skin, labels, float(f), dense, dstarts, w_est, block, lines.dark)
+    blocks = fit(avoid, avoid)
     got = np.zeros(n, bool)
     got[blocks[np.isfinite(blocks[:, 1]), 0].astype(int)] = True
     if not got.all():
         # no clean cross-section anywhere (a shaft running beside another): take them anyway
-        again = measure_blocks(gray, skin, labels, float(f), np.zeros(n, np.bool_), ~got, dense, dstarts, w_est,
-                               block, MAX_BLOCKS, PROFILE_SAMPLES, lines.dark)
-        blocks = np.vstack([blocks, again])
+        blocks = np.vstack([blocks, fit(np.zeros(n, np.bool_), ~got)])
     width = np.full(n, np.nan)
     ok = np.isfinite(blocks[:, 1])
     # lines where no profile could be taken (all too close to the mask edge) keep the
@@ -255,6 +255,25 @@ def measure_widths(gray: np.ndarray, skin: np.ndarray, lines: Lines) -> Widths:
         # errors are one-sided (too wide)
         robust_widths(idx[order], diam[order], width)
     return Widths(width, blocks, [dense[dstarts[i]:dstarts[i + 1]] for i in range(n)], dense, dstarts)
+
+
+def _fit_in_two(gray, skin, labels, label_step, dense, dstarts, w_est, block, dark, avoid, active):
+    """measure_blocks on the ``active`` lines, the second half of them on another thread
+    (the kernel releases the GIL); rows come out in line order, as from one call."""
+    pts_per_line = np.diff(dstarts) * active
+    split = int(np.searchsorted(np.cumsum(pts_per_line), 0.5 * pts_per_line.sum()))
+    first, second = active.copy(), active.copy()
+    first[split:] = False
+    second[:split] = False
+
+    def run(act):
+        return measure_blocks(gray, skin, labels, label_step, avoid, act, dense, dstarts, w_est, block, MAX_BLOCKS,
+                              PROFILE_SAMPLES, dark)
+
+    if not (first.any() and second.any()):
+        return run(active)
+    later = Beside(run, second)
+    return np.vstack([run(first), later.result()])
 
 
 # Width of the best-fitting blurred bar / true diameter, for a Beer-Lambert cylinder

@@ -62,8 +62,8 @@ class Station:
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self, warm_up: bool = True) -> None:
-        # numba kernels are single-threaded; one OpenCV thread leaves the other core to the
-        # web server and MQTT (measured: 104 vs 103 ms per analysis with 1 or 2 OpenCV threads).
+        # One OpenCV thread: core already keeps both cores busy for part of an analysis
+        # (core/analysis.py), and the web server, MQTT and the camera need the rest.
         core.configure_threads(1)
         if warm_up:
             t0 = time.perf_counter()
