@@ -21,7 +21,7 @@ _ISQRTPI = 1.0 / math.sqrt(math.pi)
 FIT_FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 
 
-@nb.njit(cache=True, fastmath=FIT_FASTMATH, inline="always")
+@nb.njit(cache=True, error_model="numpy", fastmath=FIT_FASTMATH, inline="always")
 def _erf(u):
     """math.erf(u), without the call in the flat tails where it is exactly +-1 (libm's
     erf returns +-1.0 for |u| >= 6: 1 - erf(6) = 2e-17 is below half an ulp of 1)."""
@@ -32,7 +32,7 @@ def _erf(u):
     return math.erf(u)
 
 
-@nb.njit(cache=True, fastmath=FIT_FASTMATH, inline="always")
+@nb.njit(cache=True, error_model="numpy", fastmath=FIT_FASTMATH, inline="always")
 def _gauss(u):
     """math.exp(-u * u), without the call where it underflows to 0 (u * u > 746)."""
     v = u * u
@@ -41,7 +41,7 @@ def _gauss(u):
     return math.exp(-v)
 
 
-@nb.njit(cache=True, fastmath=FIT_FASTMATH)
+@nb.njit(cache=True, error_model="numpy", fastmath=FIT_FASTMATH)
 def _bar(t, p, out, e):
     """Blurred-bar model at ``t`` into ``out``; ``e`` gets its erf term (for ``_bar_jac``)."""
     b, g, a, c, w, s = p[0], p[1], p[2], p[3], p[4], p[5]
@@ -54,7 +54,7 @@ def _bar(t, p, out, e):
         out[i] = b + g * t[i] + a * ei
 
 
-@nb.njit(cache=True, fastmath=FIT_FASTMATH)
+@nb.njit(cache=True, error_model="numpy", fastmath=FIT_FASTMATH)
 def _bar_jac(t, p, e, jac):
     """Columns 2-5 of the model's Jacobian (columns 0 and 1 are 1 and t, set once)."""
     a, c, w, s = p[2], p[3], p[4], p[5]
@@ -70,7 +70,7 @@ def _bar_jac(t, p, e, jac):
         jac[i, 5] = a * (g2 * u2 - g1 * u1) / s
 
 
-@nb.njit(cache=True, fastmath=FIT_FASTMATH)
+@nb.njit(cache=True, error_model="numpy", fastmath=FIT_FASTMATH)
 def _solve(a, x):
     """Solve a x' = x in place (``a`` is overwritten) by Gaussian elimination with partial
     pivoting; False when singular.  Size NPAR (a constant, so the loops unroll)."""
@@ -103,7 +103,7 @@ def _solve(a, x):
     return True
 
 
-@nb.njit(cache=True, fastmath=FIT_FASTMATH)
+@nb.njit(cache=True, error_model="numpy", fastmath=FIT_FASTMATH)
 def workspace(n):
     """Buffers of ``fit_bar_in`` for profiles of n samples: (4, n) model and erf terms of the
     current and the trial parameters, the (n, 6) Jacobian, (2, 6, 6) the normal matrix and
@@ -114,7 +114,7 @@ def workspace(n):
     return np.empty((4, n)), jac, np.empty((2, NPAR, NPAR)), np.empty((4, NPAR))
 
 
-@nb.njit(cache=True, fastmath=FIT_FASTMATH)
+@nb.njit(cache=True, error_model="numpy", fastmath=FIT_FASTMATH)
 def fit_bar(t, prof, p0, w_max, iters):
     """Levenberg-Marquardt fit of the blurred bar; returns params and rms residual."""
     vec, jac, mat, par = workspace(t.shape[0])
@@ -122,7 +122,7 @@ def fit_bar(t, prof, p0, w_max, iters):
     return p.copy(), rms
 
 
-@nb.njit(cache=True, fastmath=FIT_FASTMATH)
+@nb.njit(cache=True, error_model="numpy", fastmath=FIT_FASTMATH)
 def fit_bar_in(t, prof, p0, w_max, iters, vec, jac, mat, par):
     """``fit_bar`` in the buffers of ``workspace(len(t))``; the parameters returned are
     a view into them.  The Jacobian is evaluated only where a step starts."""

@@ -10,7 +10,7 @@ import numpy as np
 from ._linking import _find
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _ring(n_ring):
     """cos and sin of the ``n_ring`` sample angles of a ring."""
     cs = np.empty((n_ring, 2))
@@ -21,7 +21,7 @@ def _ring(n_ring):
     return cs
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _ring_score(contrast, px, py, radius, cs, dark_below):
     h, w = contrast.shape
     n_ring = cs.shape[0]
@@ -40,7 +40,7 @@ def _ring_score(contrast, px, py, radius, cs, dark_below):
     return hits / n_ring
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _inside(x, y, edge, valid):
     """(x, y) rounded lies in ``valid`` and at least ``edge`` px inside its border."""
     h, w = valid.shape
@@ -49,7 +49,7 @@ def _inside(x, y, edge, valid):
     return edge <= tx < w - edge and edge <= ty < h - edge and valid[ty, tx]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def find_roots(pts, starts, sel, thick_um, contrast, factor, um_per_px, valid, min_radius_um, search_um,
                dark_below, min_score, n_ring, max_points):
     """Root of line ``sel[c]`` (full-res px, packed as ``pts[starts[i]:starts[i + 1]]``,
@@ -125,7 +125,7 @@ def find_roots(pts, starts, sel, thick_um, contrast, factor, um_per_px, valid, m
     return xy, end_of
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _union(parent, a, b):
     ra = _find(parent, a)
     rb = _find(parent, b)
@@ -133,7 +133,7 @@ def _union(parent, a, b):
         parent[ra] = rb
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def unit_labels(xy, has, lim, lines, starts, keep, thick_px, min_near_px, reach_px):
     """Unit index per hair c (-1 where not ``has[c]``), single linkage of two rules:
     roots ``xy`` closer than ``lim``; or the root of one hair lying within max(

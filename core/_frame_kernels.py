@@ -6,7 +6,7 @@ import numba as nb
 import numpy as np
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def scaled_float32(a, scale):
     """float32(a) * scale for a 2-D uint8 array (what ``a.astype(np.float32) * scale`` gives,
     without the intermediate array)."""
@@ -20,7 +20,7 @@ def scaled_float32(a, scale):
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def repeat4(small):
     """Each pixel of a 2-D uint8 array as a 4x4 block: nearest-neighbour x4 upsampling."""
     sh, sw = small.shape
@@ -40,7 +40,7 @@ def repeat4(small):
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def area4(gray):
     """Mean of every 4x4 block of a 2-D float32 array whose sides are multiples of 4: what
     ``cv2.resize(gray, (w // 4, h // 4), interpolation=cv2.INTER_AREA)`` computes there

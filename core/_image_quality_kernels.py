@@ -4,7 +4,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath=True)
 def counts(gray, clip_level, dark_level):
     """Clipped/dark counts, level sum and noise sum over the whole frame (no mask).
 
@@ -42,7 +42,7 @@ def counts(gray, clip_level, dark_level):
     return 4 * h2 * w2, n_clip, n_dark, level, 0.5 * checker, h2 * w2
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath=True)
 def counts_masked(gray, mask, clip_level, dark_level):
     """``counts`` over the pixels where ``mask`` (uint8 0/1) is 1; the noise sum uses
     only 2x2 blocks entirely inside the mask.  float32 row accumulators (exact for
@@ -98,7 +98,7 @@ def counts_masked(gray, mask, clip_level, dark_level):
     return int(n_mask), int(n_clip), int(n_dark), level, 0.5 * checker, int(n_blocks), half_mask
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath=True)
 def gradient_moments(img, mask):
     """Sums of gx², gy², gx·gy (forward differences) over pixels where mask is 1, and count."""
     h, w = img.shape
@@ -121,7 +121,7 @@ def gradient_moments(img, mask):
     return sxx, syy, sxy, n
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath=True)
 def pooled_fine_tensor(half, noise_energy):
     """Fine-scale structure tensor (2x2 Roberts gradients of the half-res frame, noise
     energy removed), summed over the 2x2 half-res pixels of each quarter-res pixel.
@@ -154,7 +154,7 @@ def pooled_fine_tensor(half, noise_energy):
     return out
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath=True)
 def pool2_tensor(t3):
     """(3, h, w) tensor -> (h // 2, w // 2, 3), each the sum of a 2x2 block."""
     h = t3.shape[1] // 2
@@ -168,7 +168,7 @@ def pool2_tensor(t3):
     return out
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath=True)
 def pool2_products(gx, gy, h, w):
     """Structure tensor gx², gy², gx·gy summed over 2x2 blocks -> (h, w, 3)."""
     out = np.empty((h, w, 3), np.float32)
@@ -190,7 +190,7 @@ def pool2_products(gx, gy, h, w):
     return out
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath=True)
 def isotropic_sums(fine, coarse, mask, min_trace):
     """Sum the fine tensor (h, w, 3) weighted by (1 - coherence of the coarse tensor)^4
     where the coarse structure (h, w, 3) is significant; returns (sxx, syy, sxy, weight)."""

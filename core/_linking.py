@@ -14,7 +14,7 @@ import numba as nb
 import numpy as np
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def fragment_ends(pts, starts, scale, width_per_sigma):
     """Per fragment: mean width estimate (px), end points and outward unit tangents.
 
@@ -70,7 +70,7 @@ def link_fragments(pos: np.ndarray, tan: np.ndarray, widths: np.ndarray, max_gap
     return _chains(arr, n)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _find(parent, i):
     while parent[i] != i:
         parent[i] = parent[parent[i]]
@@ -78,7 +78,7 @@ def _find(parent, i):
     return i
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _chains(pairs, n):
     """Greedy pairing of ends (``pairs`` best first, no loops), then the chains walked
     from one free end to the other."""
@@ -125,7 +125,7 @@ def _chains(pairs, n):
     return idx[:m], rev[:m], np.array(cst, np.int64)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _end_pairs(pos, tan, owner, width, max_gap, cos_turn):
     """Candidate joins (cost, end a, end b): ends facing each other across a short gap.
 
@@ -182,7 +182,7 @@ def drop_duplicates(pts: np.ndarray, starts: np.ndarray, widths_px: np.ndarray, 
     return np.nonzero(keep)[0]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def packed_lengths(pts, starts):
     """Arc length of every packed polyline."""
     n = starts.shape[0] - 1
@@ -195,7 +195,7 @@ def packed_lengths(pts, starts):
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _dedupe(pts, starts, widths, order, frac, h, w):
     # per pixel: directions (0..179 deg, +1) of up to two kept lines covering it, 0 = free
     # (two, so a crossing line does not hide a shaft running along the pixel)
@@ -247,7 +247,7 @@ def _dedupe(pts, starts, widths, order, frac, h, w):
     return keep
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, error_model="numpy", inline="always")
 def _paint(cover, x0, x1, y0, y1, ang, h, w):
     """Mark pixels [x0, x1] x [y0, y1] as covered by a line running at ``ang``: in the first
     layer when free, else in the second when the first holds another direction."""
@@ -262,7 +262,7 @@ def _paint(cover, x0, x1, y0, y1, ang, h, w):
                     cover[1, yy, xx] = ang
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, error_model="numpy", inline="always")
 def _dir_deg(pts, j, a, b):
     j0 = max(a, j - 3)
     j1 = min(b - 1, j + 3)
@@ -272,7 +272,7 @@ def _dir_deg(pts, j, a, b):
     return min(179, int(ang))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def split_at_kinks(pts, starts, widths, max_turn_deg):
     """New fragment boundaries: every fragment is cut where its direction turns by more
     than ``max_turn_deg`` within about a shaft width either side.  Shafts bend gently; a
@@ -305,7 +305,7 @@ def split_at_kinks(pts, starts, widths, max_turn_deg):
     return np.array(out, np.int64)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def join_chains(pts, starts, frag_len, widths, end_pos, idx, rev, cst, min_len, half):
     """Concatenate each chain's fragments into one line, smoothed by a moving average of
     2 * half + 1 points (ends kept).  Chains shorter than ``min_len`` (fragments plus the

@@ -13,7 +13,7 @@ import numpy as np
 FORBIDDEN = 1e9
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _hungarian(cost):
     """Row -> column assignment (n <= m) minimising the total of ``cost`` (n, m)."""
     n, m = cost.shape

@@ -51,7 +51,7 @@ def detect_openings(flat: np.ndarray, keep: np.ndarray, work_umpp: float) -> np.
     return np.stack([xs[order], ys[order]], axis=1).astype(np.float64)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _best_similarity(a, b, pa_i, pa_j, pa_d, pb_i, pb_j, pb_d, tol, max_scale_dev, max_hyp):
     """Best (count, s*cos, s*sin, tx, ty) mapping b -> a; pair lists sorted by distance."""
     na, nb_ = a.shape[0], b.shape[0]

@@ -16,7 +16,7 @@ _DX = np.array([1, 1, 0, -1, -1, -1, 0, 1], np.int64)
 _DY = np.array([0, 1, 1, 1, 0, -1, -1, -1], np.int64)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def relative_to_background(det, bg, valid):
     """det / bg - 1 where ``valid``, else 0 (float32, one pass; bg floored at 1e-3)."""
     h, w = det.shape
@@ -29,7 +29,7 @@ def relative_to_background(det, bg, valid):
     return out
 
 
-@nb.njit(cache=True, fastmath=True, inline="always")
+@nb.njit(cache=True, error_model="numpy", fastmath=True, inline="always")
 def _hessian(g, y, x, sign):
     """Hessian (a = d2/dx2, b = d2/dxdy, d = d2/dy2) of ``g`` at (y, x) times ``sign``, and
     its eigenvalues l1 >= l2."""
@@ -42,7 +42,7 @@ def _hessian(g, y, x, sign):
     return a, b, d, half_tr + disc, half_tr - disc
 
 
-@nb.njit(cache=True, fastmath=True)
+@nb.njit(cache=True, error_model="numpy", fastmath=True)
 def ridge_response(g, sigma, dark):
     """Response, across-line unit normal (nx, ny) of a Gaussian-smoothed level image ``g``.
 
@@ -75,7 +75,7 @@ def ridge_response(g, sigma, dark):
     return r, nx, ny
 
 
-@nb.njit(cache=True, fastmath=True)
+@nb.njit(cache=True, error_model="numpy", fastmath=True)
 def polarity_counts(g, valid, sigma, t_ridge, t_contrast):
     """(dark, bright): pixels of ``g`` where ``ridge_response`` for valleys (crests) exceeds
     ``t_ridge`` and g is below -``t_contrast`` (above +``t_contrast``), within ``valid``;
@@ -101,7 +101,7 @@ def polarity_counts(g, valid, sigma, t_ridge, t_contrast):
     return n_dark, n_bright
 
 
-@nb.njit(cache=True, fastmath=True)
+@nb.njit(cache=True, error_model="numpy", fastmath=True)
 def merge_level(r_up, nxl, nyl, step, sigma_eff, r, nx, ny, scale):
     """Keep, per fine pixel, the strongest response over scales.
 
@@ -133,7 +133,7 @@ def merge_level(r_up, nxl, nyl, step, sigma_eff, r, nx, ny, scale):
             scale[y, x] = s if win else scale[y, x]
 
 
-@nb.njit(cache=True, fastmath=True)
+@nb.njit(cache=True, error_model="numpy", fastmath=True)
 def non_max_suppress(r, nx, ny, t_low, valid):
     """Ridge pixels: response >= t_low and a maximum across the line. Returns flags, sub-px offset."""
     h, w = r.shape
@@ -158,7 +158,7 @@ def non_max_suppress(r, nx, ny, t_low, valid):
     return flag, off
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, error_model="numpy", inline="always")
 def _bilinear(img, x, y):
     h, w = img.shape
     x = min(max(x, 0.0), w - 1.001)
@@ -171,7 +171,7 @@ def _bilinear(img, x, y):
             + ty * ((1 - tx) * img[y0 + 1, x0] + tx * img[y0 + 1, x0 + 1]))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _trace_one(x, y, dx, dy, r, nx, ny, flag, scale, label, lab, buf_xy, max_gap, max_cross):
     """Follow the ridge from (x, y) heading (dx, dy); returns the number of pixels written."""
     h, w = r.shape
@@ -236,7 +236,7 @@ def _trace_one(x, y, dx, dy, r, nx, ny, flag, scale, label, lab, buf_xy, max_gap
         n += 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _across(x, y, dx, dy, nx, ny, flag, label, lab, max_cross):
     """First free ridge pixel straight ahead (within one px sideways) whose line runs the
     same way, up to ``max_cross`` px through another line; (-1, -1) if none."""
@@ -254,7 +254,7 @@ def _across(x, y, dx, dy, nx, ny, flag, label, lab, max_cross):
     return -1, -1
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, error_model="numpy", inline="always")
 def _claim(x, y, nx, ny, scale, label, lab):
     label[y, x] = lab
     # ridge pixels across the line within about half a shaft width belong to this line:
@@ -269,7 +269,7 @@ def _claim(x, y, nx, ny, scale, label, lab):
             label[qy, qx] = lab
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _strongest_first(vals, t_min):
     """Indices of ``vals`` >= t_min, strongest first: a counting sort on 2**16 levels (ties
     within 1/65536 of the range keep scan order), ~15x faster than a comparison sort here."""
@@ -296,7 +296,7 @@ def _strongest_first(vals, t_min):
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def trace_ridges(r, nx, ny, flag, off, scale, t_high, max_gap, max_cross):
     """Link ridge pixels into lines, strongest seeds first.
 

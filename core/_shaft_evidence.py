@@ -18,7 +18,7 @@ N_ALONG = 9  # cross-sections over the middle of the shaft
 MIDDLE = 0.6  # fraction of the shaft length they span (ends may be trimmed or crossed)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def shaft_present(gray, x, y, angle_deg, length_px, width_px, min_contrast, min_fraction):
     """For each hair (midpoint x, y px, direction angle_deg counter-clockwise with y down,
     visible length and shaft width px): True when most cross-sections over the middle of

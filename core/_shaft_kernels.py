@@ -11,7 +11,7 @@ import math
 import numba as nb
 import numpy as np
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def shaft_candidates(pts, starts, width_px, min_aspect, min_straight):
     """Arc length (px) of every line and whether it is a shaft: a finite width, at least
     ``min_aspect`` widths long and end-to-end at least ``min_straight`` of its length.
@@ -38,7 +38,7 @@ def shaft_candidates(pts, starts, width_px, min_aspect, min_straight):
     return arc, ok, seg
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _nearest(pts, a, b, rev, rx, ry):
     """Position along line a..b (from b - 1 backwards when ``rev``) of the first point
     nearest (rx, ry)."""
@@ -53,7 +53,7 @@ def _nearest(pts, a, b, rev, rx, ry):
     return k
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def orient_and_trim(pts, starts, seg, idx, root_xy, root_end):
     """Line ``idx[c]`` of every candidate c, running from its root end (``root_end[c]`` 0 =
     first point, 1 = last, -1 = no root: unchanged) and starting at the point nearest
@@ -87,7 +87,7 @@ def orient_and_trim(pts, starts, seg, idx, root_xy, root_end):
     return out[:m], new_starts, out_seg[:m]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def under_skin_pieces(pts, starts, has_root, root_xy, thick_um, arc_px, um, max_um):
     """True for short lines (arc <= ``max_um``, >= 3 points) with an end near a root and
     pointing straight away from that rooted hair: its part under the skin."""
@@ -140,7 +140,7 @@ def under_skin_pieces(pts, starts, has_root, root_xy, thick_um, arc_px, um, max_
     return drop
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def visible_lengths(pts, starts, seg, skin):
     """Length (px) of every line counting only segments with both ends on ``skin``."""
     n = starts.shape[0] - 1
@@ -159,7 +159,7 @@ def visible_lengths(pts, starts, seg, skin):
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _interp(x, xp, fp, n):
     """Linear interpolation at x in [xp[0], xp[n - 1]] of fp over increasing xp (n >= 2)."""
     j = n - 1
@@ -170,7 +170,7 @@ def _interp(x, xp, fp, n):
     return fp[j] + (fp[j + 1] - fp[j]) * (x - xp[j]) / (xp[j + 1] - xp[j])
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def midpoints(pts, starts, seg, sel):
     """Per line ``sel[c]``: the point halfway along it (by arc length) and its end-to-end
     vector, (len(sel), 4) x, y, dx, dy."""

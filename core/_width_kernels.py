@@ -15,7 +15,7 @@ from core._bar_fit import FIT_FASTMATH, NPAR, fit_bar_in, workspace
 from core._ridge_kernels import _bilinear
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _block_profile(img, pts, j0, j1, ox, oy, prof):
     """prof[k] = sum over j0..j1 of the image (bilinear) at pts[j] + (ox[k], oy[k])."""
     h, w = img.shape
@@ -57,7 +57,7 @@ def _block_profile(img, pts, j0, j1, ox, oy, prof):
                 prof[k] += _bilinear(img, pts[j, 0] + ox[k], pts[j, 1] + oy[k])
 
 
-@nb.njit(cache=True, nogil=True, fastmath=FIT_FASTMATH)
+@nb.njit(cache=True, error_model="numpy", nogil=True, fastmath=FIT_FASTMATH)
 def measure_blocks(img, skin, labels, label_step, avoid, active, pts, starts, w_est, block_px, max_blocks, n_samples,
                    dark):
     """Fit one averaged profile per block of (at most) ``block_px`` along every line.
@@ -172,7 +172,7 @@ def measure_blocks(img, skin, labels, label_step, avoid, active, pts, starts, w_
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def resample_lines(pts, starts, step):
     """Resample every polyline at arc-length spacing ``step`` (keeps both ends)."""
     nl = starts.shape[0] - 1
@@ -209,7 +209,7 @@ def resample_lines(pts, starts, step):
     return out[:m].copy(), new_starts
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _percentile(s, n, q):
     """``np.percentile(s[:n], 100 * q)`` (linear) of sorted ``s``, as numpy computes it."""
     vi = (n - 1) * q
@@ -223,7 +223,7 @@ def _percentile(s, n, q):
     return a + d * g
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def robust_widths(idx, values, width):
     """For every line i with values (``values[k]`` belongs to line ``idx[k]``, idx sorted),
     set ``width[i]`` to their median, or their lower quartile when the quartiles are more
@@ -243,7 +243,7 @@ def robust_widths(idx, values, width):
         a = b
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _line8(img, x0, y0, x1, y1, v):
     """Line of value ``v`` from (x0, y0) to (x1, y1) (thickness 1, 8-connected; OpenCV's
     Bresenham walk, from left to right), pixels outside ``img`` left out."""
@@ -279,7 +279,7 @@ def _line8(img, x0, y0, x1, y1, v):
             x += 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def draw_lines(img, pts, starts):
     """Draw line i (``pts[starts[i]:starts[i + 1]]``, integer x, y) with value i + 1, in
     order, as ``cv2.polylines(img, [line], False, i + 1)`` does for lines inside ``img``."""

@@ -260,7 +260,7 @@ def _find_dots(darkness: np.ndarray, threshold: float) -> tuple[np.ndarray, int]
     return _weighted_centroids(darkness, boxes, np.float32(0.3 * threshold)), n - 1
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def _weighted_centroids(darkness, boxes, floor):
     """Darkness-weighted centroid of each box grown by a quarter of its size."""
     h, w = darkness.shape

@@ -281,7 +281,7 @@ def compare_lighting(reference: FlatField, image_of_card: np.ndarray, tolerance:
     )
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def _upsample_linear(cells, h, w):
     """Bilinear upsampling of a cell-centred map to h x w px, extrapolating linearly
     (not clamping) in the half cell between the outer cell centres and the frame edge."""
@@ -311,7 +311,7 @@ def _upsample_linear(cells, h, w):
     return out
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath=True)
 def _apply_gray(img, correction, out):
     h, w = img.shape
     for y in range(h):
@@ -319,7 +319,7 @@ def _apply_gray(img, correction, out):
             out[y, x] = min(img[y, x] * correction[y, x], np.float32(1.0))
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath=True)
 def _apply_rgb(img, correction, scale, out):
     h, w = correction.shape
     for y in range(h):
