@@ -11,7 +11,7 @@ station calls it; importing ``core`` changes no global state).
 
 Every kernel is compiled with ``error_model="numpy"``: a division by zero gives inf or NaN
 instead of raising, and the fuzz test checks that none reaches a result.  With Python's error model, numba 0.61 (the
-Bookworm set) left any loop holding a division unvectorised: ``ridge_response`` took 11.8
+Bookworm set) left loops holding a division unvectorised: ``ridge_response`` took 11.8
 instead of 1.6 ms a level, and a full frame 56 instead of 46 ms.
 """
 from __future__ import annotations
