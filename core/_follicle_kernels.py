@@ -8,6 +8,7 @@ import numba as nb
 import numpy as np
 
 from ._linking import _find
+from ._ridge_kernels import _bilinear
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -23,19 +24,10 @@ def _ring(n_ring):
 
 @nb.njit(cache=True, error_model="numpy")
 def _ring_score(contrast, px, py, radius, cs, dark_below):
-    h, w = contrast.shape
     n_ring = cs.shape[0]
     hits = 0
     for k in range(n_ring):
-        x = min(max(px + radius * cs[k, 0], 0.0), w - 1.001)
-        y = min(max(py + radius * cs[k, 1], 0.0), h - 1.001)
-        x0 = int(x)
-        y0 = int(y)
-        tx = x - x0
-        ty = y - y0
-        v = ((1 - ty) * ((1 - tx) * contrast[y0, x0] + tx * contrast[y0, x0 + 1])
-             + ty * ((1 - tx) * contrast[y0 + 1, x0] + tx * contrast[y0 + 1, x0 + 1]))
-        if v < dark_below:
+        if _bilinear(contrast, px + radius * cs[k, 0], py + radius * cs[k, 1]) < dark_below:
             hits += 1
     return hits / n_ring
 

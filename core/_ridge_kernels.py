@@ -160,9 +160,14 @@ def non_max_suppress(r, nx, ny, t_low, valid):
 
 @nb.njit(cache=True, error_model="numpy", inline="always")
 def _bilinear(img, x, y):
+    """``img`` at (x, y), bilinear, with (x, y) clamped into the image."""
     h, w = img.shape
-    x = min(max(x, 0.0), w - 1.001)
-    y = min(max(y, 0.0), h - 1.001)
+    return _bilinear_inside(img, min(max(x, 0.0), w - 1.001), min(max(y, 0.0), h - 1.001))
+
+
+@nb.njit(cache=True, error_model="numpy", inline="always")
+def _bilinear_inside(img, x, y):
+    """``img`` at (x, y), bilinear; (x, y) must lie in [0, w - 1.001] x [0, h - 1.001]."""
     x0 = int(x)
     y0 = int(y)
     tx = x - x0

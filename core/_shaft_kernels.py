@@ -11,6 +11,7 @@ import math
 import numba as nb
 import numpy as np
 
+
 @nb.njit(cache=True, error_model="numpy")
 def shaft_candidates(pts, starts, width_px, min_aspect, min_straight):
     """Arc length (px) of every line and whether it is a shaft: a finite width, at least
@@ -93,10 +94,10 @@ def under_skin_pieces(pts, starts, has_root, root_xy, thick_um, arc_px, um, max_
     pointing straight away from that rooted hair: its part under the skin."""
     n = starts.shape[0] - 1
     drop = np.zeros(n, np.bool_)
-    ns = 0
+    short = np.zeros(n, np.bool_)
     for j in range(n):
-        if arc_px[j] * um <= max_um and starts[j + 1] - starts[j] >= 3:
-            ns += 1
+        short[j] = arc_px[j] * um <= max_um and starts[j + 1] - starts[j] >= 3
+    ns = short.sum()
     if ns == 0:
         return drop
     ends = np.empty((2 * ns, 2))
@@ -104,9 +105,9 @@ def under_skin_pieces(pts, starts, has_root, root_xy, thick_um, arc_px, um, max_
     owner = np.empty(2 * ns, np.int64)
     e = 0
     for j in range(n):
-        a, b = starts[j], starts[j + 1]
-        if not (arc_px[j] * um <= max_um and b - a >= 3):
+        if not short[j]:
             continue
+        a, b = starts[j], starts[j + 1]
         k = min(b - a - 1, 4)
         for side in range(2):
             p = a if side == 0 else b - 1

@@ -12,7 +12,7 @@ import numba as nb
 import numpy as np
 
 from core._bar_fit import FIT_FASTMATH, NPAR, fit_bar_in, workspace
-from core._ridge_kernels import _bilinear
+from core._ridge_kernels import _bilinear, _bilinear_inside
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -43,14 +43,7 @@ def _block_profile(img, pts, j0, j1, ox, oy, prof):
             px = pts[j, 0]
             py = pts[j, 1]
             for k in range(nt):
-                x = px + ox[k]
-                y = py + oy[k]
-                x0 = int(x)
-                y0 = int(y)
-                tx = x - x0
-                ty = y - y0
-                prof[k] += ((1 - ty) * ((1 - tx) * img[y0, x0] + tx * img[y0, x0 + 1])
-                            + ty * ((1 - tx) * img[y0 + 1, x0] + tx * img[y0 + 1, x0 + 1]))
+                prof[k] += _bilinear_inside(img, px + ox[k], py + oy[k])
     else:
         for j in range(j0, j1 + 1):
             for k in range(nt):

@@ -10,9 +10,9 @@ one analysis thread.  OpenCV's own pool is set to 1 thread by ``configure_thread
 station calls it; importing ``core`` changes no global state).
 
 Every kernel is compiled with ``error_model="numpy"``: a division by zero gives inf or NaN
-instead of raising, and the fuzz test checks that none reaches a result.  With Python's error model, numba 0.61 (the
-Bookworm set) left loops holding a division unvectorised: ``ridge_response`` took 11.8
-instead of 1.6 ms a level, and a full frame 56 instead of 46 ms.
+instead of raising, and the fuzz test checks that none reaches a result.  With Python's
+error model, numba 0.61 (the Bookworm set) left loops holding a division unvectorised:
+``ridge_response`` took 11.8 instead of 1.6 ms a level, and a full frame 56 instead of 46 ms.
 """
 from __future__ import annotations
 
@@ -104,10 +104,9 @@ def analyze(image, um_per_px, *, vellus_threshold_um=40.0, min_visible_length_um
 
 def _assemble(lines, widths, skin, valid, um, min_len) -> list:
     """Hairs from measured lines: roots, trimming at the opening, count rule and units."""
-    n = len(widths.dense)
-    if n == 0:
+    pts, starts = widths.dense_pts, widths.dense_starts
+    if len(starts) < 2:
         return []
-    pts, starts = _packed(widths)
     width_px = np.asarray(widths.width_px, dtype=np.float64)
     # a blob or the rim of one (follicle opening, flake) is not a shaft; nor is a line
     # where no cross-section looked like one (width NaN)
@@ -137,16 +136,6 @@ def _assemble(lines, widths, skin, valid, um, min_len) -> list:
         ang = math.degrees(math.atan2(-dy, dx)) % 180.0
         out.append(Hair(q32[qs[i]:qs[i + 1]].copy(), x, y, ang, vis[i], thick[i], roots[i], units[c]))
     return out
-
-
-def _packed(widths):
-    """Dense centre lines as one (M, 2) float64 array and line starts (M + 1)."""
-    if getattr(widths, "dense_pts", None) is not None:
-        return widths.dense_pts, widths.dense_starts
-    starts = np.zeros(len(widths.dense) + 1, np.int64)
-    starts[1:] = np.cumsum([len(p) for p in widths.dense])
-    pts = np.concatenate([np.asarray(p, np.float64).reshape(-1, 2) for p in widths.dense])
-    return np.ascontiguousarray(pts), starts
 
 
 def _check_mask(mask, shape):

@@ -196,11 +196,12 @@ def _check_image(image, size, name: str):
     return gray
 
 
-def _still_there(gray: np.ndarray, x: dict, idx: np.ndarray, m: np.ndarray, um: float) -> np.ndarray:
+def _still_there(gray: np.ndarray | None, x: dict, idx: np.ndarray, m: np.ndarray, um: float) -> np.ndarray:
     """For hairs ``idx`` of ``x`` (baseline-frame px), mapped by ``m`` into ``gray``'s frame:
-    does that image show their shaft?  Hairs of unknown length are not checked (False)."""
-    if not len(idx):
-        return np.zeros(0, bool)
+    does that image show their shaft?  Hairs of unknown length are not checked (False), nor
+    is anything when there is no image."""
+    if gray is None or not len(idx):
+        return np.zeros(len(idx), bool)
     lin, t = m[:, :2], m[:, 2]
     scale = math.sqrt(abs(np.linalg.det(lin)))
     xy = x["xy"][idx] @ lin.T + t
@@ -371,12 +372,10 @@ def match_hairs(baseline_hairs, current_hairs, registration, *, image_size_px, u
     in_b[lost[frag_b]] = False
     lost, new = lost[~frag_b], new[~frag_c]
     # a hair the other visit's image still shows was missed there, not lost or gained
-    seen_b = _still_there(cgray, b, lost, cv2.invertAffineTransform(m), um) if cgray is not None else None
-    seen_c = _still_there(bgray, cb, new, np.array([[1.0, 0, 0], [0, 1.0, 0]]), um) if bgray is not None else None
-    n_seen_b = int(seen_b.sum()) if seen_b is not None else 0
-    n_seen_c = int(seen_c.sum()) if seen_c is not None else 0
-    lost = lost[~seen_b] if seen_b is not None else lost
-    new = new[~seen_c] if seen_c is not None else new
+    seen_b = _still_there(cgray, b, lost, cv2.invertAffineTransform(m), um)
+    seen_c = _still_there(bgray, cb, new, np.array([[1.0, 0, 0], [0, 1.0, 0]]), um)
+    n_seen_b, n_seen_c = int(seen_b.sum()), int(seen_c.sum())
+    lost, new = lost[~seen_b], new[~seen_c]
     n_base = int(in_b.sum()) + n_seen_c
     n_kept = len(kept_pairs)
     n_cur = n_kept + len(new) + n_seen_b + n_seen_c

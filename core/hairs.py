@@ -91,9 +91,11 @@ def relative_contrast(det: np.ndarray, valid: np.ndarray, um_per_det_px: float) 
     t = max(1, int(round(BACKGROUND_UM / (um_per_det_px * q))))
     ty, tx = max(1, small.shape[0] // t), max(1, small.shape[1] // t)
     crop = np.where(vs, small, np.nan)[: ty * t, : tx * t] if small.shape[0] >= t and small.shape[1] >= t else None
+    def skin_level():
+        return float(np.median(small[vs])) if vs.any() else float(det.mean())
+
     if crop is None:
-        fill = float(np.median(small[vs])) if vs.any() else float(det.mean())
-        bg_small = np.full((1, 1), fill, np.float32)
+        bg_small = np.full((1, 1), skin_level(), np.float32)
     else:
         tiles = crop.reshape(ty, t, tx, t).transpose(0, 2, 1, 3).reshape(ty, tx, t * t)
         cnt = np.sum(np.isfinite(tiles), axis=2)
@@ -101,10 +103,7 @@ def relative_contrast(det: np.ndarray, valid: np.ndarray, um_per_det_px: float) 
         med = np.take_along_axis(srt, np.maximum(cnt // 2, 0)[..., None], axis=2)[..., 0]
         full = cnt >= t * t // 4
         # tiles with too little skin take the typical skin level: the median of the others
-        if full.any():
-            fill = float(np.median(med[full]))
-        else:
-            fill = float(np.median(small[vs])) if vs.any() else float(det.mean())
+        fill = float(np.median(med[full])) if full.any() else skin_level()
         bg_small = np.where(full, med, fill).astype(np.float32)
         if min(bg_small.shape) > 1:
             bg_small = cv2.GaussianBlur(bg_small, (0, 0), 0.8)
@@ -205,17 +204,16 @@ def trace_lines(contrast, valid, dark, um_per_det_px, factor, min_length_um=0.0)
 class Widths:
     width_px: np.ndarray  # per line, median of block fits (NaN when no block fitted)
     blocks: np.ndarray  # raw block fits, see _width_kernels.measure_blocks
-    dense: list  # per line, centre line resampled at 1 px
-    # the same lines packed in one array: line i is dense_pts[dense_starts[i]:dense_starts[i + 1]]
-    dense_pts: np.ndarray | None = None
-    dense_starts: np.ndarray | None = None
+    # centre lines resampled at 1 px, packed: line i is dense_pts[dense_starts[i]:dense_starts[i + 1]]
+    dense_pts: np.ndarray
+    dense_starts: np.ndarray
 
 
 def measure_widths(gray: np.ndarray, skin: np.ndarray, lines: Lines) -> Widths:
     """Shaft diameter (px) of every line: median over many averaged cross-section fits."""
     n = len(lines.lines)
     if n == 0:
-        return Widths(np.zeros(0), np.zeros((0, 9)), [])
+        return Widths(np.zeros(0), np.zeros((0, 9)), np.zeros((0, 2)), np.zeros(1, np.int64))
     starts = np.zeros(n + 1, np.int64)
     starts[1:] = np.cumsum([len(p) for p in lines.lines])
     pts = np.concatenate(lines.lines)
@@ -254,7 +252,7 @@ def measure_widths(gray: np.ndarray, skin: np.ndarray, lines: Lines) -> Widths:
         # two shafts run together (near a shared opening, at a crossing) a block reads the pair, so
         # errors are one-sided (too wide)
         robust_widths(idx[order], diam[order], width)
-    return Widths(width, blocks, [dense[dstarts[i]:dstarts[i + 1]] for i in range(n)], dense, dstarts)
+    return Widths(width, blocks, dense, dstarts)
 
 
 def _fit_in_two(gray, skin, labels, label_step, dense, dstarts, w_est, block, dark, avoid, active):

@@ -12,7 +12,6 @@ from core.skin_mask import find_skin_mask
 from tests.phantoms.generator import PhantomSpec, render_phantom
 
 
-
 def test_width_fits_on_two_threads_equal_one_call():
     img, _ = render_phantom(3, PhantomSpec(width=640, height=480, um_per_px=4.0, density_per_cm2=300))
     gray = as_gray_float32(img, "image", integer_luma=True)
