@@ -61,20 +61,29 @@ def identity_change(hb, kb, hc, kc, matrix, t_base, t_cur, edge_margin_um=100.0)
     return 100.0 * (new - lost) / int(inb.sum())
 
 
+def changed_recapture(seed, pose, change, rng_seed):
+    """A crown phantom re-captured at ``pose`` (dx µm, dy µm, rotation degrees, exposure
+    factor) with 10 % of its follicular units gone (``change`` "removed": rendered in the
+    baseline only) or new ("added": in the current capture only), registered to the
+    baseline.  Returns spec, render_pair's (a, ta, b, tb, truth), the registration, and
+    both captures' true hairs with their identity keys."""
+    spec = draw_spec("crown", seed)
+    extra = dict(extra_density_fraction=0.1)
+    pair = render_pair(seed, spec, *pose, baseline_changes=extra if change == "removed" else None,
+                       **(extra if change == "added" else {}))
+    a, ta, b, tb, _ = pair
+    reg = register_to_baseline(a, b, spec.um_per_px)
+    assert reg.success, reg.reason
+    rng = np.random.default_rng(rng_seed)
+    return spec, pair, reg, truth_hairs(ta, rng), truth_hairs(tb, rng)
+
+
 @pytest.mark.parametrize("change", ["removed", "added"])
 def test_matched_change_within_one_point_on_phantom(change):
     """Re-capture 0.75 mm and 8 degrees off, exposure +4 %, with 10 % of the follicular units
     gone (baseline rendered with them) or new (current rendered with them)."""
-    spec = draw_spec("crown", 61)
-    extra = dict(extra_density_fraction=0.1)
-    a, ta, b, tb, truth = render_pair(61, spec, 600.0, -450.0, 8.0, 1.04,
-                                      baseline_changes=extra if change == "removed" else None,
-                                      **(extra if change == "added" else {}))
-    reg = register_to_baseline(a, b, spec.um_per_px)
-    assert reg.success, reg.reason
-    rng = np.random.default_rng(5)
-    hb, kb = truth_hairs(ta, rng)
-    hc, kc = truth_hairs(tb, rng)
+    pose = (600.0, -450.0, 8.0, 1.04)
+    spec, (_, ta, _, tb, truth), reg, (hb, kb), (hc, kc) = changed_recapture(61, pose, change, 5)
     hm = match_hairs(hb, hc, reg, image_size_px=SIZE, um_per_px=spec.um_per_px,
                      baseline_mask=ta.analysed_mask, current_mask=tb.analysed_mask)
     assert hm.success and hm.baseline_count > 50
@@ -251,16 +260,8 @@ def test_hairs_the_detector_missed_are_not_lost_or_new_when_the_images_show_them
     misses are reported as unconfirmed and the measured change moves towards the true one.
     A hair missed in the baseline that is really gone cannot be seen either way, so some
     under-reading of the change remains."""
-    spec = draw_spec("crown", 62)
-    extra = dict(extra_density_fraction=0.1)
-    a, ta, b, tb, truth = render_pair(62, spec, 400.0, 300.0, 5.0, 0.97,
-                                      baseline_changes=extra if change == "removed" else None,
-                                      **(extra if change == "added" else {}))
-    reg = register_to_baseline(a, b, spec.um_per_px)
-    assert reg.success, reg.reason
-    rng = np.random.default_rng(9)
-    hb, kb = truth_hairs(ta, rng)
-    hc, kc = truth_hairs(tb, rng)
+    pose = (400.0, 300.0, 5.0, 0.97)
+    spec, (a, ta, b, tb, truth), reg, (hb, kb), (hc, kc) = changed_recapture(62, pose, change, 9)
     true_change = identity_change(hb, kb, hc, kc, truth, ta, tb)
     args = dict(image_size_px=SIZE, um_per_px=spec.um_per_px, baseline_mask=ta.analysed_mask,
                 current_mask=tb.analysed_mask)
