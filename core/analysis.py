@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from . import _shaft_kernels as _shafts
-from . import follicles, hairs
+from . import _crossing_joins, follicles, hairs
 from ._beside import Beside
 from ._validate import as_gray_float32, check_positive, check_um_per_px
 from .image_quality import measure_prepared
@@ -189,6 +189,7 @@ def warm_up() -> float:
     analyze(img, 4.0)
     analyze((img * 255).astype(np.uint8), 4.0)
     analyze_preview(img, 8.0)
+    _crossing_joins.exercise()  # its kernels run only when a frame has pieces to join
     return (time.perf_counter() - t0) * 1000.0
 
 

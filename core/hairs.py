@@ -2,8 +2,9 @@
 
 Pipeline: grey image -> detection grid (~7 µm per px, so the cost does not grow with the
 sensor) -> relative contrast against a smooth skin background -> multi-scale Hessian
-ridges -> non-maximum suppression -> tracing -> joining across crossings -> widths by
-profile fits on the full-resolution image.
+ridges -> non-maximum suppression -> tracing -> joining across crossings (short gaps in
+``_linking``, long pieces of one shaft in ``_crossing_joins``) -> widths by profile fits on
+the full-resolution image.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 
 from . import _linking
+from ._crossing_joins import join_across_crossings
 from ._beside import Beside
 from ._ridge_kernels import (merge_level, non_max_suppress, polarity_counts, relative_to_background, ridge_response,
                              trace_ridges)
@@ -192,6 +194,7 @@ def trace_lines(contrast, valid, dark, um_per_det_px, factor, min_length_um=0.0)
     idx, rev, cst = _linking.link_fragments(link_pos, end_tan, widths, max_gap)
     min_det = 0.8 * min_length_um / um_per_det_px
     lp, ls, wl = _linking.join_chains(pts, starts, frag_len, widths, end_pos, idx, rev, cst, min_det, 2)
+    lp, ls, wl = join_across_crossings(lp, ls, wl, contrast, dark, um_per_det_px)
     keep = _linking.drop_duplicates(lp, ls, wl)
     lengths = _linking.packed_lengths(lp, ls)
     keep = keep[lengths[keep] >= min_det]

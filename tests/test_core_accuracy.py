@@ -44,8 +44,9 @@ def hard():
 
 
 def _count_error(scores):
-    true = sum(s.true_count for s in scores)
-    return abs(sum(s.detected_count for s in scores) - true) / true
+    # per image, then the mean (as benchmarks/accuracy_core.py): pooled over images, an
+    # overcounted image and an undercounted one cancel
+    return float(np.mean([abs(s.detected_count - s.true_count) / s.true_count for s in scores]))
 
 
 def _f1(scores):
@@ -105,7 +106,7 @@ def _mean_thickness_error(scores):
 
 # -- count ----------------------------------------------------------------------------------
 def test_count_error_clear_no_worse(clear):
-    assert _count_error(clear) <= 0.09  # reached: 6.3 %
+    assert _count_error(clear) <= 0.09  # reached: 7.3 % (both dependency sets)
 
 
 @NOT_YET
@@ -113,13 +114,18 @@ def test_count_error_clear_meets_target(clear):
     assert _count_error(clear) <= 0.05
 
 
+def test_count_error_hard_no_worse(hard):
+    assert _count_error(hard) <= 0.17  # reached: 13.8-14.4 % on this slice (whole validation set: 13.3 %)
+
+
+@NOT_YET
 def test_count_error_hard_meets_target(hard):
-    assert _count_error(hard) <= 0.10  # reached: 7.6-9.2 % on this slice (whole validation set: 15.5 %)
+    assert _count_error(hard) <= 0.10
 
 
 # -- per-hair detection ---------------------------------------------------------------------
 def test_detection_f1_clear_no_worse(clear):
-    assert _f1(clear) >= 0.84  # reached: 0.867
+    assert _f1(clear) >= 0.84  # reached: 0.871
 
 
 @NOT_YET
@@ -128,7 +134,7 @@ def test_detection_f1_clear_meets_target(clear):
 
 
 def test_detection_f1_hard_no_worse(hard):
-    assert _f1(hard) >= 0.80  # reached: 0.833-0.838
+    assert _f1(hard) >= 0.80  # reached: 0.838-0.842
 
 
 @NOT_YET
