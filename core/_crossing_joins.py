@@ -56,8 +56,11 @@ def join_across_crossings(pts, starts, widths, contrast, dark, um_per_det_px):
     cost, pairs = _candidate_joins(*args, np.zeros((1, 1), np.uint8))
     if cost.shape[0] == 0:
         return pts, starts, widths
-    # is the gap on another line? painted only when some join is possible
-    through = _body_count(pts, starts, widths, BODY_TRIM, contrast.shape[0], contrast.shape[1])
+    # is the gap on another line?  Lines' bodies are painted only around the possible gaps
+    tips = pts[ends[pairs, 0]]  # (k, 2 ends, 2)
+    margin = 2.0 * widths.max() + 2.0
+    boxes = np.hstack([tips.min(axis=1) - margin, tips.max(axis=1) + margin])
+    through = _body_count(pts, starts, widths, BODY_TRIM, contrast.shape[0], contrast.shape[1], boxes)
     cost, pairs = _candidate_joins(*args, through)
     if cost.shape[0] == 0:
         return pts, starts, widths
@@ -121,11 +124,16 @@ def _end_stretches(pts, starts, widths, lengths, min_len, fit_len):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _body_count(pts, starts, widths, body_trim, h, w):
-    """Per detection pixel: how many lines' bodies (all but ``body_trim`` widths at each
-    end) cover it, out to half their width."""
+def _body_count(pts, starts, widths, body_trim, h, w, boxes):
+    """Per detection pixel inside ``boxes`` (x0, y0, x1, y1): how many lines' bodies (all
+    but ``body_trim`` widths at each end) cover it, out to half their width."""
+    # only the pixels under the boxes are needed: the images cover their union
+    x0 = max(0, int(boxes[:, 0].min()))
+    y0 = max(0, int(boxes[:, 1].min()))
+    x1 = min(w, int(boxes[:, 2].max()) + 2)
+    y1 = min(h, int(boxes[:, 3].max()) + 2)
     cnt = np.zeros((h, w), np.uint8)
-    last = np.zeros((h, w), np.int32)
+    last = np.zeros((max(1, y1 - y0), max(1, x1 - x0)), np.int32)
     for i in range(starts.shape[0] - 1):
         a, b = starts[i], starts[i + 1]
         total = 0.0
@@ -142,10 +150,17 @@ def _body_count(pts, starts, widths, body_trim, h, w):
                 continue
             x = pts[j, 0]
             y = pts[j, 1]
-            for yy in range(max(0, int(y) - ri), min(h, int(y) + ri + 2)):
-                for xx in range(max(0, int(x) - ri), min(w, int(x) + ri + 2)):
-                    if (xx - x) ** 2 + (yy - y) ** 2 <= r2 and last[yy, xx] != i + 1:
-                        last[yy, xx] = i + 1
+            inside = False
+            for k in range(boxes.shape[0]):
+                if boxes[k, 0] <= x <= boxes[k, 2] and boxes[k, 1] <= y <= boxes[k, 3]:
+                    inside = True
+                    break
+            if not inside:
+                continue
+            for yy in range(max(y0, int(y) - ri), min(y1, int(y) + ri + 2)):
+                for xx in range(max(x0, int(x) - ri), min(x1, int(x) + ri + 2)):
+                    if (xx - x) ** 2 + (yy - y) ** 2 <= r2 and last[yy - y0, xx - x0] != i + 1:
+                        last[yy - y0, xx - x0] = i + 1
                         if cnt[yy, xx] < 255:
                             cnt[yy, xx] += 1
     return cnt

@@ -156,7 +156,8 @@ def analyze_preview(image, um_per_px) -> PreviewResult:
 
     Meant for a binned ~1014x760 frame (about 8 µm per px at the station's lens); lines are
     found on a ~14 µm grid, so the finest vellus hairs may be missed and the count can
-    differ from ``analyze``'s (same 150 µm visible-length rule, no width checks).
+    differ from ``analyze``'s (same 150 µm visible-length rule, no width checks, long pieces of
+    a shaft broken at crossings are not joined).
     """
     t0 = time.perf_counter()
     gray = as_gray_float32(image, "image", integer_luma=True)
@@ -168,7 +169,8 @@ def analyze_preview(image, um_per_px) -> PreviewResult:
     if valid.sum() > 64:
         contrast = hairs.relative_contrast(det, valid, um * factor)
         dark = hairs.hair_polarity(contrast, valid, um * factor)
-        lines = hairs.trace_lines(contrast, valid, dark, um * factor, factor, PREVIEW_MIN_LENGTH_UM)
+        lines = hairs.trace_lines(contrast, valid, dark, um * factor, factor, PREVIEW_MIN_LENGTH_UM,
+                                  join_long_pieces=False)
         out = [p.astype(np.float32) for p, n in zip(lines.lines, lines.length_px) if n * um >= PREVIEW_MIN_LENGTH_UM]
     h, w = gray.shape
     return PreviewResult(w, h, um, len(out), tuple(out), (time.perf_counter() - t0) * 1000.0)
