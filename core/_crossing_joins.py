@@ -51,17 +51,18 @@ def join_across_crossings(pts, starts, widths, contrast, dark, um_per_det_px):
     ends, trim = _end_stretches(pts, starts, widths, lengths, MIN_PIECE_UM / um_per_det_px, FIT_UM / um_per_det_px)
     sign = -1.0 if dark else 1.0
     contrast = np.ascontiguousarray(contrast, np.float32)
-    args = (pts, starts, widths, ends, contrast, sign, GAP_UM / um_per_det_px, math.cos(math.radians(TURN_DEG)),
-            WIDTH_RATIO, RMS_FRAC, MAX_FRAC, DARK_FRACTION, COVER_FRACTION)
-    cost, pairs = _candidate_joins(*args, np.zeros((1, 1), np.uint8))
+    cost, pairs = _candidate_joins(pts, widths, ends, contrast, sign, GAP_UM / um_per_det_px,
+                                   math.cos(math.radians(TURN_DEG)), WIDTH_RATIO, RMS_FRAC, MAX_FRAC, DARK_FRACTION)
     if cost.shape[0] == 0:
         return pts, starts, widths
     # is the gap on another line?  Lines' bodies are painted only around the possible gaps
     tips = pts[ends[pairs, 0]]  # (k, 2 ends, 2)
     margin = 2.0 * widths.max() + 2.0
     boxes = np.hstack([tips.min(axis=1) - margin, tips.max(axis=1) + margin])
-    through = _body_count(pts, starts, widths, BODY_TRIM, contrast.shape[0], contrast.shape[1], boxes)
-    cost, pairs = _candidate_joins(*args, through)
+    through = _body_count(pts, starts, widths, lengths, BODY_TRIM, contrast.shape[0], contrast.shape[1], boxes)
+    covered = _gaps_covered(pts, widths, ends, pairs, contrast, sign, RMS_FRAC, MAX_FRAC, DARK_FRACTION,
+                            COVER_FRACTION, through)
+    cost, pairs = cost[covered], pairs[covered]
     if cost.shape[0] == 0:
         return pts, starts, widths
     idx, rev, cst = _chains(pairs[np.argsort(cost, kind="stable")], n)
@@ -124,9 +125,10 @@ def _end_stretches(pts, starts, widths, lengths, min_len, fit_len):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _body_count(pts, starts, widths, body_trim, h, w, boxes):
+def _body_count(pts, starts, widths, lengths, body_trim, h, w, boxes):
     """Per detection pixel inside ``boxes`` (x0, y0, x1, y1): how many lines' bodies (all
-    but ``body_trim`` widths at each end) cover it, out to half their width."""
+    but ``body_trim`` widths at each end of lines ``lengths`` long) cover it, out to half
+    their width."""
     # only the pixels under the boxes are needed: the images cover their union
     x0 = max(0, int(boxes[:, 0].min()))
     y0 = max(0, int(boxes[:, 1].min()))
@@ -136,9 +138,7 @@ def _body_count(pts, starts, widths, body_trim, h, w, boxes):
     last = np.zeros((max(1, y1 - y0), max(1, x1 - x0)), np.int32)
     for i in range(starts.shape[0] - 1):
         a, b = starts[i], starts[i + 1]
-        total = 0.0
-        for j in range(a + 1, b):
-            total += math.hypot(pts[j, 0] - pts[j - 1, 0], pts[j, 1] - pts[j - 1, 1])
+        total = lengths[i]
         cut = body_trim * widths[i] + 1.0
         r2 = 0.25 * widths[i] * widths[i] + 0.25
         ri = int(0.5 * widths[i] + 1.0)
@@ -167,11 +167,9 @@ def _body_count(pts, starts, widths, body_trim, h, w, boxes):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _candidate_joins(pts, starts, widths, ends, contrast, sign, max_gap, cos_turn, width_ratio, rms_frac, max_frac,
-                     dark_fraction, cover_fraction, through):
-    """Costs and end pairs (a < b) of every possible join; the cover test is skipped while
-    ``through`` is a 1x1 placeholder."""
-    h, w = contrast.shape
+def _candidate_joins(pts, widths, ends, contrast, sign, max_gap, cos_turn, width_ratio, rms_frac, max_frac,
+                     dark_fraction):
+    """Costs and end pairs (a < b) of every possible join but for the cover test."""
     ne = ends.shape[0]
     tip = np.zeros((ne, 2))
     tan = np.zeros((ne, 2))
@@ -188,7 +186,7 @@ def _candidate_joins(pts, starts, widths, ends, contrast, sign, max_gap, cos_tur
     costs = []
     pa_ = []
     pb_ = []
-    use_cover = through.shape[0] > 1
+    no_cover = np.zeros((1, 1), np.uint8)
     for a in range(ne):
         if ends[a, 0] < 0:
             continue
@@ -204,7 +202,7 @@ def _candidate_joins(pts, starts, widths, ends, contrast, sign, max_gap, cos_tur
             if max(wa, wb) > width_ratio * min(wa, wb):
                 continue
             c = _fit_and_test(pts, ends[a], ends[b], wa, wb, contrast, sign, rms_frac, max_frac, dark_fraction,
-                              cover_fraction, through, use_cover, h, w)
+                              0.0, no_cover, False)
             if c >= 0:
                 costs.append(c + gap / max_gap)
                 pa_.append(a)
@@ -220,6 +218,18 @@ def _candidate_joins(pts, starts, widths, ends, contrast, sign, max_gap, cos_tur
 
 
 @nb.njit(cache=True, error_model="numpy")
+def _gaps_covered(pts, widths, ends, pairs, contrast, sign, rms_frac, max_frac, dark_fraction, cover_fraction,
+                  through):
+    """Which candidate joins also pass the cover test on ``through`` (see ``_body_count``)."""
+    out = np.zeros(pairs.shape[0], np.bool_)
+    for k in range(pairs.shape[0]):
+        a, b = pairs[k, 0], pairs[k, 1]
+        out[k] = _fit_and_test(pts, ends[a], ends[b], widths[a // 2], widths[b // 2], contrast, sign, rms_frac,
+                               max_frac, dark_fraction, cover_fraction, through, True) >= 0
+    return out
+
+
+@nb.njit(cache=True, error_model="numpy")
 def _stretch(pts, end, k):
     """k-th point of an end stretch, from the tip inwards."""
     step = 1 if end[1] >= end[0] else -1
@@ -228,9 +238,11 @@ def _stretch(pts, end, k):
 
 @nb.njit(cache=True, error_model="numpy")
 def _fit_and_test(pts, ea, eb, wa, wb, contrast, sign, rms_frac, max_frac, dark_fraction, cover_fraction, through,
-                  use_cover, h, w):
+                  use_cover):
     """Residual cost (rms / mean width) of the quadratic through both end stretches, or -1
-    when the two stretches are not one shaft across a dark (covered) gap."""
+    when the two stretches are not one shaft across a dark gap (covered by another line on
+    ``through`` when ``use_cover``)."""
+    h, w = contrast.shape
     na = abs(ea[1] - ea[0]) + 1
     nb_ = abs(eb[1] - eb[0]) + 1
     oa = _stretch(pts, ea, na - 1)

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from . import _linking
-from ._crossing_joins import join_across_crossings
 from ._beside import Beside
+from ._crossing_joins import join_across_crossings
 from ._ridge_kernels import (merge_level, non_max_suppress, polarity_counts, relative_to_background, ridge_response,
                              trace_ridges)
 from ._width_kernels import draw_lines, measure_blocks, resample_lines, robust_widths

@@ -85,7 +85,7 @@ def test_warm_up_compiles_the_join_kernels():
     # capture would pay the JIT (seconds)
     # the kernels called from Python (the others are compiled into them)
     code = ("import core, core._crossing_joins as c; core.warm_up(); print(sorted(k for k in ('_end_stretches', "
-            "'_candidate_joins', '_body_count', '_chains', '_concatenate') if not getattr(c, k).signatures))")
+            "'_candidate_joins', '_body_count', '_gaps_covered', '_chains', '_concatenate') if not getattr(c, k).signatures))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
                          cwd=pathlib.Path(__file__).resolve().parents[1])
     assert out.returncode == 0, out.stderr
