@@ -13,6 +13,11 @@ import math
 import numba as nb
 import numpy as np
 
+# A gap longer than about a shaft width is joined only when this much of the straight path
+# across it is at least half as dark as the two ends: at a crossing the other hair covers
+# the gap, between one hair's tip and the next hair's start there is skin.
+GAP_DARK_FRACTION = 0.8
+
 
 @nb.njit(cache=True, error_model="numpy")
 def fragment_ends(pts, starts, scale, width_per_sigma):
@@ -51,11 +56,42 @@ def fragment_ends(pts, starts, scale, width_per_sigma):
     return width, pos, tan
 
 
-def link_fragments(pos: np.ndarray, tan: np.ndarray, widths: np.ndarray, max_gap_px: float,
-                   max_turn_deg: float = 20.0):
+@nb.njit(cache=True, error_model="numpy")
+def end_contrast(pts, starts, width, contrast, sign):
+    """Per end (2i start, 2i+1 last point of fragment i): median of ``sign * contrast`` over
+    the same ~two shaft widths of the fragment that ``fragment_ends`` fits its tangent to."""
+    n = starts.shape[0] - 1
+    h, w = contrast.shape
+    out = np.zeros(2 * n)
+    kmax = 3
+    for i in range(n):
+        kmax = max(kmax, int(2 * width[i]))
+    buf = np.empty(kmax)
+    for i in range(n):
+        a, b = starts[i], starts[i + 1]
+        k = min(b - a, max(3, int(2 * width[i])))
+        for e in range(2):
+            for j in range(k):
+                p = a + j if e == 0 else b - 1 - j
+                x = min(max(int(pts[p, 0] + 0.5), 0), w - 1)
+                y = min(max(int(pts[p, 1] + 0.5), 0), h - 1)
+                v = sign * contrast[y, x]
+                m = j  # insertion sort: k is a few dozen at most
+                while m > 0 and buf[m - 1] > v:
+                    buf[m] = buf[m - 1]
+                    m -= 1
+                buf[m] = v
+            out[2 * i + e] = buf[k // 2] if k % 2 == 1 else 0.5 * (buf[k // 2 - 1] + buf[k // 2])
+    return out
+
+
+def link_fragments(pos: np.ndarray, tan: np.ndarray, widths: np.ndarray, max_gap_px: float, contrast: np.ndarray,
+                   sign: float, end_ref: np.ndarray, max_turn_deg: float = 20.0):
     """Join fragments end to end across crossings and short gaps.
 
-    ``pos``/``tan``: end points and outward tangents from ``fragment_ends``.
+    ``pos``/``tan``: end points and outward tangents from ``fragment_ends``; ``contrast``
+    the relative-contrast image (detection grid), ``sign`` -1 for dark hairs, +1 for bright
+    ones, ``end_ref`` the ends' own contrast from ``end_contrast``.
     Returns chains as arrays: fragment indices ``idx``, whether each is walked backwards
     ``rev``, and chain starts ``cst`` (chain c is ``idx[cst[c]:cst[c+1]]``).
     """
@@ -64,7 +100,8 @@ def link_fragments(pos: np.ndarray, tan: np.ndarray, widths: np.ndarray, max_gap
         return np.zeros(0, np.int64), np.zeros(0, np.bool_), np.zeros(1, np.int64)
     owner = np.repeat(np.arange(n), 2)
     cands = _end_pairs(pos, tan, owner, np.asarray(widths, np.float64), float(max_gap_px),
-                       math.cos(math.radians(max_turn_deg)))
+                       math.cos(math.radians(max_turn_deg)), np.ascontiguousarray(contrast, np.float32), float(sign),
+                       np.asarray(end_ref, np.float64), GAP_DARK_FRACTION)
     cands.sort()
     arr = np.array([(a, b) for _, a, b in cands], np.int64).reshape(-1, 2)
     return _chains(arr, n)
@@ -126,11 +163,12 @@ def _chains(pairs, n):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _end_pairs(pos, tan, owner, width, max_gap, cos_turn):
+def _end_pairs(pos, tan, owner, width, max_gap, cos_turn, contrast, sign, end_ref, dark_fraction):
     """Candidate joins (cost, end a, end b): ends facing each other across a short gap.
 
     Ends closer than about a shaft width may even overlap a little (two traces of one
-    shaft meeting at a crossing); further apart, the gap itself must run along both ends.
+    shaft meeting at a crossing); further apart, the gap itself must run along both ends
+    and be shaft-dark (``_gap_dark``).
     """
     order = np.argsort(pos[:, 0])
     out = []
@@ -161,10 +199,29 @@ def _end_pairs(pos, tan, owner, width, max_gap, cos_turn):
                     continue
                 if lateral > max(2.0, 0.15 * gap, 0.3 * w):
                     continue
+                level = 0.5 * min(end_ref[a], end_ref[b])
+                if not _gap_dark(pos[a], pos[b], contrast, sign, level, dark_fraction):
+                    continue
             lo = min(a, b)
             hi = max(a, b)
             out.append((gap / max_gap + 1.0 + dot, lo, hi))
     return out
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _gap_dark(pa, pb, contrast, sign, level, dark_fraction):
+    """True when at least ``dark_fraction`` of the straight path from ``pa`` to ``pb`` has
+    ``sign * contrast >= level``."""
+    h, w = contrast.shape
+    m = max(2, int(math.hypot(pb[0] - pa[0], pb[1] - pa[1])) + 1)
+    hits = 0
+    for k in range(m):
+        f = k / (m - 1)
+        x = min(max(int(pa[0] + f * (pb[0] - pa[0]) + 0.5), 0), w - 1)
+        y = min(max(int(pa[1] + f * (pb[1] - pa[1]) + 0.5), 0), h - 1)
+        if sign * contrast[y, x] >= level:
+            hits += 1
+    return hits >= dark_fraction * m
 
 
 def drop_duplicates(pts: np.ndarray, starts: np.ndarray, widths_px: np.ndarray, frac: float = 0.75) -> np.ndarray:

@@ -192,7 +192,8 @@ def trace_lines(contrast, valid, dark, um_per_det_px, factor, min_length_um=0.0,
     crumb = np.repeat(frag_len < np.maximum(3.0, 0.5 * widths), 2)
     link_pos = end_pos.copy()
     link_pos[crumb] = 1e9 + np.arange(int(crumb.sum()))[:, None] * 1e4
-    idx, rev, cst = _linking.link_fragments(link_pos, end_tan, widths, max_gap)
+    end_ref = _linking.end_contrast(pts, starts, widths, contrast, sign)
+    idx, rev, cst = _linking.link_fragments(link_pos, end_tan, widths, max_gap, contrast, sign, end_ref)
     min_det = 0.8 * min_length_um / um_per_det_px
     lp, ls, wl = _linking.join_chains(pts, starts, frag_len, widths, end_pos, idx, rev, cst, min_det, 2)
     if join_long_pieces:

@@ -115,7 +115,7 @@ def test_count_error_clear_meets_target(clear):
 
 
 def test_count_error_hard_no_worse(hard):
-    assert _count_error(hard) <= 0.17  # reached: 13.8-14.4 % on this slice (whole validation set: 13.3 %)
+    assert _count_error(hard) <= 0.17  # reached: 14.4-14.9 % on this slice (whole validation set: 13.0 %)
 
 
 @NOT_YET
@@ -134,7 +134,7 @@ def test_detection_f1_clear_meets_target(clear):
 
 
 def test_detection_f1_hard_no_worse(hard):
-    assert _f1(hard) >= 0.80  # reached: 0.838-0.842
+    assert _f1(hard) >= 0.80  # reached: 0.836-0.840
 
 
 @NOT_YET
