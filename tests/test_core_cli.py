@@ -78,3 +78,19 @@ def test_help_has_example():
     r = subprocess.run([sys.executable, "-m", "station.cli", "analyze", "--help"], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "example" in r.stdout and "--um-per-px" in r.stdout
+
+
+def test_kernels_are_warm_before_the_first_image_is_timed(images, monkeypatch):
+    import argparse
+
+    import core.analysis
+    from station.commands import analyze as command
+
+    calls = []
+    real_analyze = core.analysis.analyze
+    monkeypatch.setattr(core.analysis, "warm_up", lambda: calls.append("warm_up") or 0.0)
+    monkeypatch.setattr(core.analysis, "analyze", lambda *a, **k: calls.append("analyze") or real_analyze(*a, **k))
+    args = argparse.Namespace(images=[str(images[0])], um_per_px=4.0, vellus_threshold_um=40.0, json=True,
+                              no_hairs=True, overlay=None)
+    assert command.run(args) == 0
+    assert calls == ["warm_up", "analyze"]
