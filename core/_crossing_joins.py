@@ -23,7 +23,7 @@ import math
 import numba as nb
 import numpy as np
 
-from ._linking import _chains, packed_lengths
+from ._linking import GAP_DARK_FRACTION, _chains, packed_lengths
 
 GAP_UM = 500.0
 FIT_UM = 400.0
@@ -32,7 +32,7 @@ TURN_DEG = 20.0
 WIDTH_RATIO = 1.6
 RMS_FRAC = 0.12  # of the mean width: residual of the quadratic through both end stretches
 MAX_FRAC = 0.4
-DARK_FRACTION = 0.8  # of the gap at least half as dark as the shaft
+DARK_FRACTION = GAP_DARK_FRACTION  # of the gap at least half as dark as the shaft: the linking's rule
 COVER_FRACTION = 0.5  # of the gap's middle 60 % lying on another line
 BODY_TRIM = 1.5  # widths at each end of a line not counted as its body (tips bend at crossings)
 

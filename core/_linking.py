@@ -59,7 +59,8 @@ def fragment_ends(pts, starts, scale, width_per_sigma):
 @nb.njit(cache=True, error_model="numpy")
 def end_contrast(pts, starts, width, contrast, sign):
     """Per end (2i start, 2i+1 last point of fragment i): median of ``sign * contrast`` over
-    the same ~two shaft widths of the fragment that ``fragment_ends`` fits its tangent to."""
+    the end's first ~two shaft widths of points (as many as ``fragment_ends`` fits its
+    tangent over, or the whole fragment when shorter)."""
     n = starts.shape[0] - 1
     h, w = contrast.shape
     out = np.zeros(2 * n)
