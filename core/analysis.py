@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from . import _shaft_kernels as _shafts
-from . import _crossing_joins, follicles, hairs
+from . import _crossing_joins, _piece_joins, follicles, hairs
 from ._beside import Beside
 from ._validate import as_gray_float32, check_positive, check_um_per_px
 from .image_quality import measure_prepared
@@ -125,7 +125,11 @@ def _assemble(lines, widths, skin, valid, um, min_len) -> list:
     keep = np.nonzero(~drop & ~(visible_um < min_len))[0]
     if keep.size == 0:
         return []
-    units = follicles.group_units(root_xy[keep], has_root[keep], um, q, q_starts, keep, thick_um[keep])
+    # one shaft trimmed at a crossing's false "root" on either side: join the pieces
+    q, q_starts, q_seg, root_xy, has_root, thick_um, visible_um = _piece_joins.join_at_crossings(
+        q, q_starts, keep, has_root, root_xy, thick_um, visible_um, um)
+    keep = np.arange(len(q_starts) - 1)
+    units = follicles.group_units(root_xy, has_root, um, q, q_starts, keep, thick_um)
     mid = _shafts.midpoints(q, q_starts, q_seg, keep).tolist()  # x, y, end-to-end dx, dy
     q32 = q.astype(np.float32)
     qs, vis, thick = q_starts.tolist(), visible_um.tolist(), thick_um.tolist()
@@ -191,7 +195,8 @@ def warm_up() -> float:
     analyze(img, 4.0)
     analyze((img * 255).astype(np.uint8), 4.0)
     analyze_preview(img, 8.0)
-    _crossing_joins.exercise()  # its kernels run only when a frame has pieces to join
+    _crossing_joins.exercise()  # these kernels run only when a frame has pieces to join
+    _piece_joins.exercise()
     return (time.perf_counter() - t0) * 1000.0
 
 

@@ -106,7 +106,7 @@ def _mean_thickness_error(scores):
 
 # -- count ----------------------------------------------------------------------------------
 def test_count_error_clear_no_worse(clear):
-    assert _count_error(clear) <= 0.09  # reached: 7.3 % (both dependency sets)
+    assert _count_error(clear) <= 0.09  # reached: 7.9 % (7.3 % before pieces were joined at crossings after trimming)
 
 
 @NOT_YET
@@ -125,7 +125,7 @@ def test_count_error_hard_meets_target(hard):
 
 # -- per-hair detection ---------------------------------------------------------------------
 def test_detection_f1_clear_no_worse(clear):
-    assert _f1(clear) >= 0.84  # reached: 0.871
+    assert _f1(clear) >= 0.84  # reached: 0.880
 
 
 @NOT_YET

@@ -1,0 +1,259 @@
+"""Joining hairs that assembly left in two pieces either side of a crossing.
+
+Where another hair crosses a long shaft, the crossing's dark patch can look like a
+follicle opening to the pieces traced up to it: each piece gets a "root" there, is trimmed
+at it, and the one shaft is counted twice (development long-hair frames: 189 of 209 false
+detections lie on a hair already found).  ``_crossing_joins`` joins such pieces before
+roots are known, but only long ones (shorter pieces there are mostly siblings near an
+opening).  This pass runs on the kept hairs, after trimming, and joins two of them when:
+
+- both are at least ``MIN_PIECE_UM`` long and their widths agree within ``WIDTH_RATIO``;
+- their facing ends are at most ``GAP_UM`` apart, the end directions (over ``END_FIT_UM``)
+  face each other within ``TURN_DEG`` and each end lies within ``OFFSET_WIDTHS`` widths
+  of the other's line;
+- another kept hair crosses the gap at more than ``CROSS_DEG``: a break at a crossing,
+  not a clipped tip in front of the next opening in line, nor two siblings;
+- not both carry a root at their far ends (a hair has one root).
+
+A root at a joined end is dropped: it was the crossing.  Distances are in full-resolution
+px unless a name says otherwise.
+"""
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from ._crossing_joins import _concatenate
+from ._linking import _chains
+
+MIN_PIECE_UM = 150.0
+GAP_UM = 300.0
+END_FIT_UM = 400.0
+TURN_DEG = 20.0
+OFFSET_WIDTHS = 0.75
+WIDTH_RATIO = 1.6
+CROSS_DEG = 20.0
+CROSS_MARGIN_UM = 20.0
+
+
+def join_at_crossings(q, q_starts, keep, has_root, root_xy, thick_um, visible_um, um_per_px):
+    """Kept lines ``q[q_starts[c]:q_starts[c + 1]]`` (root end first where ``has_root[c]``)
+    for every c in ``keep``, with pieces of one shaft joined.
+
+    Returns packed points, starts, segment lengths (``seg[j]`` from point j to j + 1 of
+    the same line), roots (n, 2), has_root, thickness (µm) and visible length (µm) of the
+    new lines, one row per line (so every line is kept)."""
+    keep = np.asarray(keep, np.int64)
+    n = keep.shape[0]
+    pts, starts = _pack(q, q_starts, keep)
+    thick_px = np.ascontiguousarray(thick_um[keep], np.float64) / um_per_px
+    vis_um = np.ascontiguousarray(visible_um[keep], np.float64)
+    rooted = np.ascontiguousarray(has_root[keep], np.bool_)
+    roots = np.ascontiguousarray(root_xy[keep], np.float64)
+    pairs, cost = _facing_pairs(pts, starts, thick_px, vis_um, rooted, MIN_PIECE_UM, GAP_UM / um_per_px,
+                                END_FIT_UM / um_per_px, math.cos(math.radians(TURN_DEG)), OFFSET_WIDTHS, WIDTH_RATIO,
+                                math.cos(math.radians(CROSS_DEG)), CROSS_MARGIN_UM / um_per_px)
+    if n < 3 or cost.shape[0] == 0:
+        return pts, starts, _segments(pts), roots, rooted, thick_px * um_per_px, vis_um
+    idx, rev, cst = _chains(pairs[np.argsort(cost, kind="stable")], n)
+    out, out_starts, out_w = _concatenate(pts, starts, thick_px, np.zeros(2 * n, np.int64), idx, rev, cst)
+    out_roots, out_rooted, flip, out_vis = _chain_roots(idx, rev, cst, rooted, roots, vis_um)
+    out = _flip_lines(out, out_starts, flip)
+    return out, out_starts, _segments(out), out_roots, out_rooted, out_w * um_per_px, out_vis
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _pack(q, q_starts, keep):
+    """Lines ``keep`` of the packed lines ``q``, packed again."""
+    starts = np.zeros(keep.shape[0] + 1, np.int64)
+    for c in range(keep.shape[0]):
+        starts[c + 1] = starts[c] + q_starts[keep[c] + 1] - q_starts[keep[c]]
+    pts = np.empty((starts[-1], 2))
+    for c in range(keep.shape[0]):
+        a = q_starts[keep[c]]
+        for j in range(starts[c + 1] - starts[c]):
+            pts[starts[c] + j, 0] = q[a + j, 0]
+            pts[starts[c] + j, 1] = q[a + j, 1]
+    return pts, starts
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _segments(pts):
+    seg = np.zeros(max(1, pts.shape[0]))
+    for j in range(pts.shape[0] - 1):
+        dx = pts[j + 1, 0] - pts[j, 0]
+        dy = pts[j + 1, 1] - pts[j, 1]
+        seg[j] = math.sqrt(dx * dx + dy * dy)
+    return seg
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _end_direction(pts, a, b, end, fit_px):
+    """Unit vector pointing out of line a..b at ``end`` (0 first point, 1 last), from the
+    point ``fit_px`` (at most half the line) in from the end.  Lines are resampled at
+    1 px, so a point count is an arc length."""
+    k = int(min(fit_px, 0.5 * (b - a - 1)))
+    k = max(k, 1)
+    if end == 0:
+        e, f = a, a + k
+    else:
+        e, f = b - 1, b - 1 - k
+    dx = pts[e, 0] - pts[f, 0]
+    dy = pts[e, 1] - pts[f, 1]
+    norm = max(math.hypot(dx, dy), 1e-9)
+    return dx / norm, dy / norm
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _crossed(pts, starts, widths, boxes, skip_a, skip_b, mx, my, ux, uy, reach, cos_cross):
+    """Does a line other than ``skip_a``/``skip_b`` pass within ``reach`` plus half its
+    width of (mx, my), at its nearest point more than the angle of ``cos_cross`` off
+    direction (ux, uy)?  ``boxes`` (n, 4): every line's x0, y0, x1, y1."""
+    for k in range(starts.shape[0] - 1):
+        if k == skip_a or k == skip_b:
+            continue
+        lim = reach + 0.5 * widths[k]
+        if mx < boxes[k, 0] - lim or mx > boxes[k, 2] + lim or my < boxes[k, 1] - lim or my > boxes[k, 3] + lim:
+            continue
+        a, b = starts[k], starts[k + 1]
+        best = lim
+        near = -1
+        for j in range(a, b):
+            if abs(pts[j, 0] - mx) > lim or abs(pts[j, 1] - my) > lim:
+                continue
+            d = math.hypot(pts[j, 0] - mx, pts[j, 1] - my)
+            if d <= best:
+                best = d
+                near = j
+        if near < 0:
+            continue
+        j0, j1 = max(a, near - 1), min(b - 1, near + 1)
+        tx = pts[j1, 0] - pts[j0, 0]
+        ty = pts[j1, 1] - pts[j0, 1]
+        tn = math.hypot(tx, ty)
+        if tn > 0 and abs(tx * ux + ty * uy) / tn < cos_cross:
+            return True
+    return False
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _facing_pairs(pts, starts, widths, vis_um, rooted, min_um, max_gap, fit_px, cos_turn, offset_widths,
+                  width_ratio, cos_cross, margin):
+    """Candidate joins as (end a, end b) with end e of line i numbered 2 i + e, and their
+    cost (gap length, px).  A rooted line's root is at its first point (end 0)."""
+    n = starts.shape[0] - 1
+    ends = np.zeros((2 * n, 4))  # x, y, outward direction
+    boxes = np.zeros((n, 4))
+    for i in range(n):
+        a, b = starts[i], starts[i + 1]
+        boxes[i, 0] = boxes[i, 1] = np.inf
+        boxes[i, 2] = boxes[i, 3] = -np.inf
+        for j in range(a, b):
+            boxes[i, 0] = min(boxes[i, 0], pts[j, 0])
+            boxes[i, 1] = min(boxes[i, 1], pts[j, 1])
+            boxes[i, 2] = max(boxes[i, 2], pts[j, 0])
+            boxes[i, 3] = max(boxes[i, 3], pts[j, 1])
+        for e in range(2):
+            p = a if e == 0 else b - 1
+            ends[2 * i + e, 0] = pts[p, 0]
+            ends[2 * i + e, 1] = pts[p, 1]
+            if b - a >= 2:
+                ends[2 * i + e, 2], ends[2 * i + e, 3] = _end_direction(pts, a, b, e, fit_px)
+    out_pairs = []
+    out_cost = []
+    for i in range(n):
+        if vis_um[i] < min_um or starts[i + 1] - starts[i] < 2:
+            continue
+        for j in range(i + 1, n):
+            if vis_um[j] < min_um or starts[j + 1] - starts[j] < 2:
+                continue
+            if max(widths[i], widths[j]) > width_ratio * min(widths[i], widths[j]):
+                continue
+            w = 0.5 * (widths[i] + widths[j])
+            for ea in range(2):
+                for eb in range(2):
+                    # the far ends: a root there means the piece starts at an opening
+                    if rooted[i] and ea == 1 and rooted[j] and eb == 1:
+                        continue
+                    pa, pb = 2 * i + ea, 2 * j + eb
+                    vx = ends[pb, 0] - ends[pa, 0]
+                    vy = ends[pb, 1] - ends[pa, 1]
+                    gap = math.hypot(vx, vy)
+                    if gap > max_gap:
+                        continue
+                    ax, ay = ends[pa, 2], ends[pa, 3]
+                    bx, by = ends[pb, 2], ends[pb, 3]
+                    if -(ax * bx + ay * by) < cos_turn:
+                        continue
+                    if max(abs(vx * ay - vy * ax), abs(vx * by - vy * bx)) > offset_widths * w + 2.0:
+                        continue
+                    if vx * ax + vy * ay < -w:
+                        continue  # the pieces overlap
+                    ux, uy = ax - bx, ay - by
+                    un = max(math.hypot(ux, uy), 1e-9)
+                    if not _crossed(pts, starts, widths, boxes, i, j, 0.5 * (ends[pa, 0] + ends[pb, 0]),
+                                    0.5 * (ends[pa, 1] + ends[pb, 1]), ux / un, uy / un, 0.5 * gap + margin,
+                                    cos_cross):
+                        continue
+                    out_pairs.append((pa, pb))
+                    out_cost.append(gap)
+    pairs = np.zeros((len(out_pairs), 2), np.int64)
+    cost = np.zeros(len(out_cost))
+    for k in range(len(out_pairs)):
+        pairs[k, 0] = out_pairs[k][0]
+        pairs[k, 1] = out_pairs[k][1]
+        cost[k] = out_cost[k]
+    return pairs, cost
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _chain_roots(idx, rev, cst, rooted, roots, vis_um):
+    """Per chain: its root (the root of a line whose root end is a free end of the chain),
+    whether it has one, whether the chain must be reversed to start at it, and the sum of
+    its lines' visible lengths (µm)."""
+    nc = cst.shape[0] - 1
+    out = np.full((nc, 2), np.nan)
+    has = np.zeros(nc, np.bool_)
+    flip = np.zeros(nc, np.bool_)
+    vis = np.zeros(nc)
+    for c in range(nc):
+        a, b = cst[c], cst[c + 1]
+        for k in range(a, b):
+            vis[c] += vis_um[idx[k]]
+        head, tail = idx[a], idx[b - 1]
+        if rooted[head] and not rev[a]:
+            has[c] = True
+            out[c] = roots[head]
+        elif rooted[tail] and (rev[b - 1] or b - a == 1):
+            has[c] = True
+            out[c] = roots[tail]
+            flip[c] = b - a > 1
+    return out, has, flip, vis
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _flip_lines(pts, starts, flip):
+    out = pts.copy()
+    for c in range(starts.shape[0] - 1):
+        if flip[c]:
+            a, b = starts[c], starts[c + 1]
+            for j in range(a, b):
+                out[j] = pts[b - 1 - (j - a)]
+    return out
+
+
+def exercise() -> int:
+    """Run every kernel once (a shaft in two rooted pieces either side of a crossing hair),
+    so that warm-up compiles them; returns the lines left (2)."""
+    x = np.arange(0.0, 200.0)
+    lines = [np.column_stack([x[x < 95][::-1], np.full(95, 50.0)]),  # root (at the crossing) first
+             np.column_stack([x[x > 105], np.full(94, 50.0)]),
+             np.column_stack([np.full(100, 100.0), np.arange(0.0, 100.0)])]
+    starts = np.zeros(4, np.int64)
+    starts[1:] = np.cumsum([len(p) for p in lines])
+    roots = np.array([[95.0, 50.0], [105.0, 50.0], [np.nan, np.nan]])
+    out = join_at_crossings(np.concatenate(lines), starts, np.arange(3), np.array([True, True, False]), roots,
+                            np.full(3, 20.0), np.full(3, 400.0), 2.0)
+    return out[1].shape[0] - 1
