@@ -48,23 +48,23 @@ def join_at_crossings(q, q_starts, keep, has_root, root_xy, thick_um, visible_um
     keep = np.asarray(keep, np.int64)
     n = keep.shape[0]
     pts, starts = _pack(q, q_starts, keep)
-    thick_px = np.ascontiguousarray(thick_um[keep], np.float64) / um_per_px
+    thick = np.ascontiguousarray(thick_um[keep], np.float64)
     vis_um = np.ascontiguousarray(visible_um[keep], np.float64)
     rooted = np.ascontiguousarray(has_root[keep], np.bool_)
     roots = np.ascontiguousarray(root_xy[keep], np.float64)
-    pairs, cost = _facing_pairs(pts, starts, thick_px, vis_um, rooted, MIN_PIECE_UM, GAP_UM / um_per_px,
-                                END_FIT_UM / um_per_px, math.cos(math.radians(TURN_DEG)), OFFSET_WIDTHS, WIDTH_RATIO,
-                                math.cos(math.radians(CROSS_DEG)), CROSS_MARGIN_UM / um_per_px)
+    if n >= 3:  # a join needs a third hair crossing the gap
+        pairs, cost = _facing_pairs(pts, starts, thick / um_per_px, vis_um, rooted, MIN_PIECE_UM, GAP_UM / um_per_px,
+                                    END_FIT_UM / um_per_px, math.cos(math.radians(TURN_DEG)), OFFSET_WIDTHS,
+                                    WIDTH_RATIO, math.cos(math.radians(CROSS_DEG)), CROSS_MARGIN_UM / um_per_px)
     if n < 3 or cost.shape[0] == 0:
-        return pts, starts, _segments(pts), roots, rooted, thick_px * um_per_px, vis_um
+        return pts, starts, _segments(pts), roots, rooted, thick, vis_um
     idx, rev, cst = _chains(pairs[np.argsort(cost, kind="stable")], n)
-    out, out_starts, out_w = _concatenate(pts, starts, thick_px, np.zeros(2 * n, np.int64), idx, rev, cst)
+    out, out_starts, out_thick = _concatenate(pts, starts, thick, np.zeros(2 * n, np.int64), idx, rev, cst)
     out_roots, out_rooted, flip, out_vis = _chain_roots(idx, rev, cst, rooted, roots, vis_um)
     out = _flip_lines(out, out_starts, flip)
-    return out, out_starts, _segments(out), out_roots, out_rooted, out_w * um_per_px, out_vis
+    return out, out_starts, _segments(out), out_roots, out_rooted, out_thick, out_vis
 
 
-@nb.njit(cache=True, error_model="numpy")
 def _pack(q, q_starts, keep):
     """Lines ``keep`` of the packed lines ``q``, packed again."""
     starts = np.zeros(keep.shape[0] + 1, np.int64)
