@@ -65,6 +65,7 @@ def join_at_crossings(q, q_starts, keep, has_root, root_xy, thick_um, visible_um
     return out, out_starts, _segments(out), out_roots, out_rooted, out_thick, out_vis
 
 
+@nb.njit(cache=True, error_model="numpy")
 def _pack(q, q_starts, keep):
     """Lines ``keep`` of the packed lines ``q``, packed again."""
     starts = np.zeros(keep.shape[0] + 1, np.int64)
