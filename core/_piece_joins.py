@@ -27,6 +27,7 @@ import numpy as np
 
 from ._crossing_joins import _concatenate
 from ._linking import _chains
+from ._shaft_kernels import orient_and_trim
 
 MIN_PIECE_UM = 150.0
 GAP_UM = 300.0
@@ -38,46 +39,33 @@ CROSS_DEG = 20.0
 CROSS_MARGIN_UM = 20.0
 
 
-def join_at_crossings(q, q_starts, keep, has_root, root_xy, thick_um, visible_um, um_per_px):
-    """Kept lines ``q[q_starts[c]:q_starts[c + 1]]`` (root end first where ``has_root[c]``)
-    for every c in ``keep``, with pieces of one shaft joined.
+def join_at_crossings(q, q_starts, q_seg, keep, has_root, root_xy, thick_um, visible_um, um_per_px):
+    """Kept lines ``q[q_starts[c]:q_starts[c + 1]]`` (root end first where ``has_root[c]``;
+    ``q_seg`` their segment lengths) for every c in ``keep``, with pieces of one shaft joined.
 
     Returns packed points, starts, segment lengths (``seg[j]`` from point j to j + 1 of
     the same line), roots (n, 2), has_root, thickness (µm) and visible length (µm) of the
     new lines, one row per line (so every line is kept)."""
     keep = np.asarray(keep, np.int64)
     n = keep.shape[0]
-    pts, starts = _pack(q, q_starts, keep)
+    # the kept lines packed on their own, segments taken over (no root: nothing trimmed)
+    pts, starts, seg = orient_and_trim(q, q_starts, q_seg, keep, np.zeros((n, 2)), np.full(n, -1, np.int64))
     thick = np.ascontiguousarray(thick_um[keep], np.float64)
     vis_um = np.ascontiguousarray(visible_um[keep], np.float64)
     rooted = np.ascontiguousarray(has_root[keep], np.bool_)
     roots = np.ascontiguousarray(root_xy[keep], np.float64)
-    if n >= 3:  # a join needs a third hair crossing the gap
-        pairs, cost = _facing_pairs(pts, starts, thick / um_per_px, vis_um, rooted, MIN_PIECE_UM, GAP_UM / um_per_px,
-                                    END_FIT_UM / um_per_px, math.cos(math.radians(TURN_DEG)), OFFSET_WIDTHS,
-                                    WIDTH_RATIO, math.cos(math.radians(CROSS_DEG)), CROSS_MARGIN_UM / um_per_px)
-    if n < 3 or cost.shape[0] == 0:
-        return pts, starts, _segments(pts), roots, rooted, thick, vis_um
+    unchanged = pts, starts, seg, roots, rooted, thick, vis_um
+    if n < 3:  # a join needs a third hair crossing the gap
+        return unchanged
+    pairs, cost = _facing_pairs(pts, starts, thick / um_per_px, vis_um, rooted, MIN_PIECE_UM, GAP_UM / um_per_px,
+                                END_FIT_UM / um_per_px, math.cos(math.radians(TURN_DEG)), OFFSET_WIDTHS, WIDTH_RATIO,
+                                math.cos(math.radians(CROSS_DEG)), CROSS_MARGIN_UM / um_per_px)
+    if cost.shape[0] == 0:
+        return unchanged
     idx, rev, cst = _chains(pairs[np.argsort(cost, kind="stable")], n)
+    out_roots, out_rooted, out_vis = _orient_chains(idx, rev, cst, rooted, roots, vis_um)
     out, out_starts, out_thick = _concatenate(pts, starts, thick, np.zeros(2 * n, np.int64), idx, rev, cst)
-    out_roots, out_rooted, flip, out_vis = _chain_roots(idx, rev, cst, rooted, roots, vis_um)
-    out = _flip_lines(out, out_starts, flip)
     return out, out_starts, _segments(out), out_roots, out_rooted, out_thick, out_vis
-
-
-@nb.njit(cache=True, error_model="numpy")
-def _pack(q, q_starts, keep):
-    """Lines ``keep`` of the packed lines ``q``, packed again."""
-    starts = np.zeros(keep.shape[0] + 1, np.int64)
-    for c in range(keep.shape[0]):
-        starts[c + 1] = starts[c] + q_starts[keep[c] + 1] - q_starts[keep[c]]
-    pts = np.empty((starts[-1], 2))
-    for c in range(keep.shape[0]):
-        a = q_starts[keep[c]]
-        for j in range(starts[c + 1] - starts[c]):
-            pts[starts[c] + j, 0] = q[a + j, 0]
-            pts[starts[c] + j, 1] = q[a + j, 1]
-    return pts, starts
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -210,14 +198,13 @@ def _facing_pairs(pts, starts, widths, vis_um, rooted, min_um, max_gap, fit_px, 
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _chain_roots(idx, rev, cst, rooted, roots, vis_um):
+def _orient_chains(idx, rev, cst, rooted, roots, vis_um):
     """Per chain: its root (the root of a line whose root end is a free end of the chain),
-    whether it has one, whether the chain must be reversed to start at it, and the sum of
-    its lines' visible lengths (µm)."""
+    whether it has one, and the sum of its lines' visible lengths (µm).  A chain whose
+    root is at its tail is reversed in place in ``idx``/``rev``, so that it starts there."""
     nc = cst.shape[0] - 1
     out = np.full((nc, 2), np.nan)
     has = np.zeros(nc, np.bool_)
-    flip = np.zeros(nc, np.bool_)
     vis = np.zeros(nc)
     for c in range(nc):
         a, b = cst[c], cst[c + 1]
@@ -230,19 +217,10 @@ def _chain_roots(idx, rev, cst, rooted, roots, vis_um):
         elif rooted[tail] and (rev[b - 1] or b - a == 1):
             has[c] = True
             out[c] = roots[tail]
-            flip[c] = b - a > 1
-    return out, has, flip, vis
-
-
-@nb.njit(cache=True, error_model="numpy")
-def _flip_lines(pts, starts, flip):
-    out = pts.copy()
-    for c in range(starts.shape[0] - 1):
-        if flip[c]:
-            a, b = starts[c], starts[c + 1]
-            for j in range(a, b):
-                out[j] = pts[b - 1 - (j - a)]
-    return out
+            if b - a > 1:
+                idx[a:b] = idx[a:b][::-1].copy()
+                rev[a:b] = ~rev[a:b][::-1]
+    return out, has, vis
 
 
 def exercise() -> int:
@@ -255,6 +233,9 @@ def exercise() -> int:
     starts = np.zeros(4, np.int64)
     starts[1:] = np.cumsum([len(p) for p in lines])
     roots = np.array([[95.0, 50.0], [105.0, 50.0], [np.nan, np.nan]])
-    out = join_at_crossings(np.concatenate(lines), starts, np.arange(3), np.array([True, True, False]), roots,
+    pts = np.concatenate(lines)
+    seg = np.zeros(len(pts))
+    seg[:-1] = np.hypot(*np.diff(pts, axis=0).T)  # across line ends too: never read there
+    out = join_at_crossings(pts, starts, seg, np.arange(3), np.array([True, True, False]), roots,
                             np.full(3, 20.0), np.full(3, 400.0), 2.0)
     return out[1].shape[0] - 1

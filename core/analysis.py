@@ -127,7 +127,7 @@ def _assemble(lines, widths, skin, valid, um, min_len) -> list:
         return []
     # one shaft trimmed at a crossing's false "root" on either side: join the pieces
     q, q_starts, q_seg, root_xy, has_root, thick_um, visible_um = _piece_joins.join_at_crossings(
-        q, q_starts, keep, has_root, root_xy, thick_um, visible_um, um)
+        q, q_starts, q_seg, keep, has_root, root_xy, thick_um, visible_um, um)
     keep = np.arange(len(q_starts) - 1)
     units = follicles.group_units(root_xy, has_root, um, q, q_starts, keep, thick_um)
     mid = _shafts.midpoints(q, q_starts, q_seg, keep).tolist()  # x, y, end-to-end dx, dy

@@ -21,7 +21,9 @@ def _join(lines, rooted, roots, thick_um=40.0):
     pts = np.concatenate(lines)
     n = len(lines)
     lengths = np.array([np.hypot(*np.diff(p, axis=0).T).sum() * UM for p in lines])
-    out = _piece_joins.join_at_crossings(pts, starts, np.arange(n), np.array(rooted), np.array(roots, float),
+    seg = np.zeros(len(pts))
+    seg[:-1] = np.hypot(*np.diff(pts, axis=0).T)
+    out = _piece_joins.join_at_crossings(pts, starts, seg, np.arange(n), np.array(rooted), np.array(roots, float),
                                          np.full(n, thick_um), lengths, UM)
     q, q_starts, seg, root_xy, has_root, thick, vis = out
     return [q[q_starts[i]:q_starts[i + 1]] for i in range(len(q_starts) - 1)], root_xy, has_root, vis
@@ -105,6 +107,8 @@ def test_warm_up_runs_the_kernels():
 
 def test_every_loop_over_points_is_compiled():
     """The per-point loops run over every kept hair of a frame (~50 000 points): in plain
-    Python ``_pack`` alone took 27 ms a frame, so they must stay numba kernels."""
-    for name in ("_pack", "_segments", "_end_direction", "_crossed", "_facing_pairs", "_chain_roots", "_flip_lines"):
+    Python the packing of the kept lines alone took 27 ms a frame, so they must stay numba
+    kernels."""
+    for name in ("orient_and_trim", "_segments", "_end_direction", "_crossed", "_facing_pairs", "_orient_chains",
+                 "_concatenate", "_chains"):
         assert hasattr(getattr(_piece_joins, name), "py_func"), name
