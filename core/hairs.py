@@ -42,6 +42,11 @@ KINK_DEG = 15.0
 BACKGROUND_OUTLIER = 0.06
 # 2*sqrt(3)*sigma / sqrt(2): bar width whose response peaks at scale sigma (gamma = 2)
 WIDTH_PER_SIGMA = 2.45
+# end tangents for joining fragments: fitted over 3 widths from 1 width in (the last width
+# of a trace stopped by a crossing bends towards the other hair); with the turn-weighted
+# join cost, development F1 0.817 -> 0.824 and validation 0.828 -> 0.835 (clear images)
+END_SKIP_WIDTHS = 1.0
+END_FIT_WIDTHS = 3.0
 MAX_BLOCKS = 8  # per hair; each block averages ~6 µm x factor of shaft
 PROFILE_SAMPLES = 31
 
@@ -183,7 +188,8 @@ def trace_lines(contrast, valid, dark, um_per_det_px, factor, min_length_um=0.0,
     sc = sc.astype(np.float64)
     widths = _linking.fragment_ends(pts, starts, sc, WIDTH_PER_SIGMA)[0]
     starts = _linking.split_at_kinks(pts, starts, widths, KINK_DEG)
-    widths, end_pos, end_tan = _linking.fragment_ends(pts, starts, sc, WIDTH_PER_SIGMA)
+    widths, end_pos, end_tan = _linking.fragment_ends(pts, starts, sc, WIDTH_PER_SIGMA, END_SKIP_WIDTHS,
+                                                      END_FIT_WIDTHS)
     max_gap = 2.2 * MAX_WIDTH_UM / um_per_det_px + 2
     seg = np.hypot(*np.diff(pts, axis=0).T) if len(pts) > 1 else np.zeros(0)
     cum = np.concatenate([[0.0], np.cumsum(seg)])

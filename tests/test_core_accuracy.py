@@ -189,10 +189,12 @@ def test_repeat_capture_mean_thickness_cv_meets_target(repeat_cvs):
 
 
 def test_density_rise_of_ten_percent_no_worse(density_rise_error):
-    assert density_rise_error <= 0.07  # reached: off by 5.2 points
+    assert density_rise_error <= 0.07  # reached: off by 1.9 points (4.2 before the turn-weighted joins)
 
 
-@NOT_YET
+# Met on these two seeds since the seventh session (-1.9 and -0.7 points) but not on the
+# benchmark's: 4 validation seeds are off by up to 5.9 points, 24 development seeds by 4.5 rms
+@pytest.mark.xfail(strict=False, reason="met on this 2-seed slice, not on benchmarks/accuracy_core.py's seeds")
 def test_density_rise_of_ten_percent_meets_target(density_rise_error):
     assert density_rise_error <= 0.02
 
