@@ -44,7 +44,7 @@ BACKGROUND_OUTLIER = 0.06
 WIDTH_PER_SIGMA = 2.45
 # end tangents for joining fragments: fitted over 3 widths from 1 width in (the last width
 # of a trace stopped by a crossing bends towards the other hair); with the turn-weighted
-# join cost, development F1 0.817 -> 0.824 and validation 0.828 -> 0.835 (clear images)
+# join cost, development F1 0.817 -> 0.824 and validation clear-image F1 0.828 -> 0.835
 END_SKIP_WIDTHS = 1.0
 END_FIT_WIDTHS = 3.0
 MAX_BLOCKS = 8  # per hair; each block averages ~6 µm x factor of shaft
@@ -186,7 +186,7 @@ def trace_lines(contrast, valid, dark, um_per_det_px, factor, min_length_um=0.0,
     pts, sc, _, starts = trace_ridges(r, nx, ny, flag, off, scale, np.float32(t_high), 2, max_cross)
     pts = pts.astype(np.float64)
     sc = sc.astype(np.float64)
-    widths = _linking.fragment_ends(pts, starts, sc, WIDTH_PER_SIGMA)[0]
+    widths = _linking.fragment_ends(pts, starts, sc, WIDTH_PER_SIGMA, END_SKIP_WIDTHS, END_FIT_WIDTHS)[0]
     starts = _linking.split_at_kinks(pts, starts, widths, KINK_DEG)
     widths, end_pos, end_tan = _linking.fragment_ends(pts, starts, sc, WIDTH_PER_SIGMA, END_SKIP_WIDTHS,
                                                       END_FIT_WIDTHS)
