@@ -25,7 +25,7 @@ TURN_WEIGHT = 1.5
 
 
 @nb.njit(cache=True, error_model="numpy")
-def fragment_ends(pts, starts, scale, width_per_sigma, skip_widths=0.0, fit_widths=2.0):
+def fragment_ends(pts, starts, scale, width_per_sigma, skip_widths, fit_widths):
     """Per fragment: mean width estimate (px), end points and outward unit tangents.
 
     Returns width (n,), pos (2n, 2) and tan (2n, 2); end 2i is the start of fragment i,

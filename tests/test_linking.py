@@ -17,6 +17,12 @@ def _darken(img, p0, p1, width, value=-0.4):
     np.minimum(img, np.where(dist <= width / 2, value, 0.0), out=img)
 
 
+def _fragments(*lines):
+    frags = [np.linspace(p0, p1, int(np.hypot(*np.subtract(p1, p0))) + 1) for p0, p1 in lines]
+    starts = np.concatenate([[0], np.cumsum([len(f) for f in frags])]).astype(np.int64)
+    return np.concatenate(frags), starts
+
+
 def _chains(crossing: bool, dark: bool = True):
     """Two collinear fragments at y = 60 with a 24 px gap (x 168-192); the shafts are drawn
     on the contrast image, and with ``crossing`` a second hair covers the gap."""
@@ -25,11 +31,9 @@ def _chains(crossing: bool, dark: bool = True):
     _darken(con, (192, 60), (340, 60), W)
     if crossing:
         _darken(con, (120, 0), (240, 120), W)
-    frags = [np.linspace((20, 60), (168, 60), 149), np.linspace((192, 60), (340, 60), 149)]
-    pts = np.concatenate(frags)
-    starts = np.array([0, 149, 298], np.int64)
+    pts, starts = _fragments(((20, 60), (168, 60)), ((192, 60), (340, 60)))
     scale = np.full(len(pts), W / WIDTH_PER_SIGMA)
-    widths, pos, tan = _linking.fragment_ends(pts, starts, scale, WIDTH_PER_SIGMA)
+    widths, pos, tan = _linking.fragment_ends(pts, starts, scale, WIDTH_PER_SIGMA, END_SKIP_WIDTHS, END_FIT_WIDTHS)
     sign = -1.0 if dark else 1.0
     con = con if dark else -con
     ref = _linking.end_contrast(pts, starts, widths, con, sign)
@@ -60,12 +64,6 @@ def test_end_contrast_reads_each_end_of_each_fragment():
     np.testing.assert_allclose(ref, [0.2, 0.6], rtol=1e-6)
 
 
-def _fragments(*lines):
-    frags = [np.linspace(p0, p1, int(np.hypot(*np.subtract(p1, p0))) + 1) for p0, p1 in lines]
-    starts = np.concatenate([[0], np.cumsum([len(f) for f in frags])]).astype(np.int64)
-    return np.concatenate(frags), starts
-
-
 def test_a_straight_continuation_wins_over_a_nearer_end_that_turns():
     # A ends at x = 100; B starts 4.5 px on, turned 18 deg (another hair at a shallow
     # crossing); C carries on straight 20 px further, across a crossing that keeps the gap dark
@@ -75,7 +73,7 @@ def test_a_straight_continuation_wins_over_a_nearer_end_that_turns():
     _darken(con, (104, 62), b1, W)
     pts, starts = _fragments(((20, 60), (100, 60)), ((104, 62), b1), ((120, 60), (200, 60)))
     scale = np.full(len(pts), W / WIDTH_PER_SIGMA)
-    widths, pos, tan = _linking.fragment_ends(pts, starts, scale, WIDTH_PER_SIGMA)
+    widths, pos, tan = _linking.fragment_ends(pts, starts, scale, WIDTH_PER_SIGMA, END_SKIP_WIDTHS, END_FIT_WIDTHS)
     ref = _linking.end_contrast(pts, starts, widths, con, -1.0)
 
     def chain_of_a(**kw):
