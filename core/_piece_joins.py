@@ -15,8 +15,10 @@ opening).  This pass runs on the kept hairs, after trimming, and joins two of th
   not a clipped tip in front of the next opening in line, nor two siblings;
 - not both carry a root at their far ends (a hair has one root).
 
-A root at a joined end is dropped: it was the crossing.  Distances are in full-resolution
-px unless a name says otherwise.
+Pieces that overlap end to end at a crossing instead (``_overlap_joins``) are joined in
+the same chains, the first piece cut where the overlap starts.  A root at a joined end is
+dropped: it was the crossing.  Distances are in full-resolution px unless a name says
+otherwise.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import math
 import numba as nb
 import numpy as np
 
+from . import _overlap_joins
 from ._crossing_joins import _concatenate
 from ._linking import _chains
 from ._shaft_kernels import orient_and_trim
@@ -57,15 +60,57 @@ def join_at_crossings(q, q_starts, q_seg, keep, has_root, root_xy, thick_um, vis
     unchanged = pts, starts, seg, roots, rooted, thick, vis_um
     if n < 3:  # a join needs a third hair crossing the gap
         return unchanged
-    pairs, cost = _facing_pairs(pts, starts, thick / um_per_px, vis_um, rooted, MIN_PIECE_UM, GAP_UM / um_per_px,
+    width_px = thick / um_per_px
+    boxes = _boxes(pts, starts)
+    cos_cross = math.cos(math.radians(CROSS_DEG))
+    pairs, cost = _facing_pairs(pts, starts, width_px, boxes, vis_um, rooted, MIN_PIECE_UM, GAP_UM / um_per_px,
                                 END_FIT_UM / um_per_px, math.cos(math.radians(TURN_DEG)), OFFSET_WIDTHS, WIDTH_RATIO,
-                                math.cos(math.radians(CROSS_DEG)), CROSS_MARGIN_UM / um_per_px)
-    if cost.shape[0] == 0:
+                                cos_cross, CROSS_MARGIN_UM / um_per_px)
+    ov = _overlap_joins.overlap_pairs(pts, starts, width_px, boxes, rooted, _overlap_joins.WIDTH_RATIO,
+                                      _overlap_joins.MIN_OUT_UM / um_per_px, _overlap_joins.MIN_OVERLAP_UM / um_per_px,
+                                      _overlap_joins.BEFORE_UM / um_per_px,
+                                      math.cos(math.radians(_overlap_joins.TURN_DEG)),
+                                      math.cos(math.radians(_overlap_joins.BEYOND_TURN_DEG)))
+    crossed = [_crossed(pts, starts, width_px, boxes, int(r[0]) // 2, int(r[1]) // 2, r[3], r[4], r[5], r[6],
+                        0.5 * r[7] + CROSS_MARGIN_UM / um_per_px, cos_cross) for r in ov]
+    ov = ov[np.array(crossed, bool)] if len(ov) else ov
+    if cost.shape[0] == 0 and ov.shape[0] == 0:
         return unchanged
+    # overlaps first (the longest first): an overlap is surer than a gap
+    pairs = np.vstack([ov[:, :2].astype(np.int64), pairs])
+    cost = np.concatenate([-ov[:, 7], cost])
     idx, rev, cst = _chains(pairs[np.argsort(cost, kind="stable")], n)
     out_roots, out_rooted, out_vis = _orient_chains(idx, rev, cst, rooted, roots, vis_um)
-    out, out_starts, out_thick = _concatenate(pts, starts, thick, np.zeros(2 * n, np.int64), idx, rev, cst)
+    trim = np.zeros(2 * n, np.int64)
+    if ov.shape[0]:
+        cut = {(int(r[0]), int(r[1])): int(r[2]) for r in ov}
+        for c in range(len(cst) - 1):
+            for k in range(cst[c], cst[c + 1] - 1):
+                tail = 2 * idx[k] + (0 if rev[k] else 1)
+                head = 2 * idx[k + 1] + (1 if rev[k + 1] else 0)
+                for end_a, end_b in ((tail, head), (head, tail)):
+                    if (end_a, end_b) in cut:
+                        trim[end_a] = cut[end_a, end_b]
+                        out_vis[c] -= cut[end_a, end_b] * um_per_px
+                        break
+    out, out_starts, out_thick = _concatenate(pts, starts, thick, trim, idx, rev, cst)
     return out, out_starts, _segments(out), out_roots, out_rooted, out_thick, out_vis
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _boxes(pts, starts):
+    """(n, 4): every line's x0, y0, x1, y1."""
+    n = starts.shape[0] - 1
+    boxes = np.zeros((n, 4))
+    for i in range(n):
+        boxes[i, 0] = boxes[i, 1] = np.inf
+        boxes[i, 2] = boxes[i, 3] = -np.inf
+        for j in range(starts[i], starts[i + 1]):
+            boxes[i, 0] = min(boxes[i, 0], pts[j, 0])
+            boxes[i, 1] = min(boxes[i, 1], pts[j, 1])
+            boxes[i, 2] = max(boxes[i, 2], pts[j, 0])
+            boxes[i, 3] = max(boxes[i, 3], pts[j, 1])
+    return boxes
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -128,22 +173,15 @@ def _crossed(pts, starts, widths, boxes, skip_a, skip_b, mx, my, ux, uy, reach, 
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _facing_pairs(pts, starts, widths, vis_um, rooted, min_um, max_gap, fit_px, cos_turn, offset_widths,
+def _facing_pairs(pts, starts, widths, boxes, vis_um, rooted, min_um, max_gap, fit_px, cos_turn, offset_widths,
                   width_ratio, cos_cross, margin):
     """Candidate joins as (end a, end b) with end e of line i numbered 2 i + e, and their
-    cost (gap length, px).  A rooted line's root is at its first point (end 0)."""
+    cost (gap length, px).  A rooted line's root is at its first point (end 0); ``boxes``
+    from ``_boxes``."""
     n = starts.shape[0] - 1
     ends = np.zeros((2 * n, 4))  # x, y, outward direction
-    boxes = np.zeros((n, 4))
     for i in range(n):
         a, b = starts[i], starts[i + 1]
-        boxes[i, 0] = boxes[i, 1] = np.inf
-        boxes[i, 2] = boxes[i, 3] = -np.inf
-        for j in range(a, b):
-            boxes[i, 0] = min(boxes[i, 0], pts[j, 0])
-            boxes[i, 1] = min(boxes[i, 1], pts[j, 1])
-            boxes[i, 2] = max(boxes[i, 2], pts[j, 0])
-            boxes[i, 3] = max(boxes[i, 3], pts[j, 1])
         for e in range(2):
             p = a if e == 0 else b - 1
             ends[2 * i + e, 0] = pts[p, 0]
@@ -224,18 +262,24 @@ def _orient_chains(idx, rev, cst, rooted, roots, vis_um):
 
 
 def exercise() -> int:
-    """Run every kernel once (a shaft in two rooted pieces either side of a crossing hair),
-    so that warm-up compiles them; returns the lines left (2)."""
+    """Run every kernel once (a shaft in two rooted pieces either side of a crossing hair,
+    and the same shaft in two pieces overlapping there), so that warm-up compiles them;
+    returns the lines left in both cases (4)."""
     x = np.arange(0.0, 200.0)
-    lines = [np.column_stack([x[x < 95][::-1], np.full(95, 50.0)]),  # root (at the crossing) first
-             np.column_stack([x[x > 105], np.full(94, 50.0)]),
-             np.column_stack([np.full(100, 100.0), np.arange(0.0, 100.0)])]
-    starts = np.zeros(4, np.int64)
-    starts[1:] = np.cumsum([len(p) for p in lines])
+    crossing = np.column_stack([np.full(100, 100.0), np.arange(0.0, 100.0)])
+    left = np.column_stack([x[x < 95][::-1], np.full(95, 50.0)])  # root (at the crossing) first
+    left_overlap = np.column_stack([x[x < 135][::-1], np.full(135, 50.0)])
+    right = np.column_stack([x[x > 105], np.full(94, 50.0)])
     roots = np.array([[95.0, 50.0], [105.0, 50.0], [np.nan, np.nan]])
-    pts = np.concatenate(lines)
-    seg = np.zeros(len(pts))
-    seg[:-1] = np.hypot(*np.diff(pts, axis=0).T)  # across line ends too: never read there
-    out = join_at_crossings(pts, starts, seg, np.arange(3), np.array([True, True, False]), roots,
-                            np.full(3, 20.0), np.full(3, 400.0), 2.0)
-    return out[1].shape[0] - 1
+    left_in = 0
+    for first in (left, left_overlap):
+        lines = [first, right, crossing]
+        starts = np.zeros(4, np.int64)
+        starts[1:] = np.cumsum([len(p) for p in lines])
+        pts = np.concatenate(lines)
+        seg = np.zeros(len(pts))
+        seg[:-1] = np.hypot(*np.diff(pts, axis=0).T)  # across line ends too: never read there
+        out = join_at_crossings(pts, starts, seg, np.arange(3), np.array([True, True, False]), roots,
+                                np.full(3, 20.0), np.full(3, 400.0), 2.0)
+        left_in += out[1].shape[0] - 1
+    return left_in

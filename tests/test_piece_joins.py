@@ -1,5 +1,6 @@
-"""Kept hairs in two pieces either side of a crossing are joined; other end-to-end pairs
-(a tip in front of the next opening, two rooted hairs facing each other) are not."""
+"""Kept hairs in two pieces either side of a crossing are joined, whether a gap or an
+overlap lies between the pieces; other end-to-end pairs (a tip in front of the next
+opening, two rooted hairs facing each other, two hairs of different widths) are not."""
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +25,7 @@ def _join(lines, rooted, roots, thick_um=40.0):
     seg = np.zeros(len(pts))
     seg[:-1] = np.hypot(*np.diff(pts, axis=0).T)
     out = _piece_joins.join_at_crossings(pts, starts, seg, np.arange(n), np.array(rooted), np.array(roots, float),
-                                         np.full(n, thick_um), lengths, UM)
+                                         np.broadcast_to(np.asarray(thick_um, float), (n,)).copy(), lengths, UM)
     q, q_starts, seg, root_xy, has_root, thick, vis = out
     return [q[q_starts[i]:q_starts[i + 1]] for i in range(len(q_starts) - 1)], root_xy, has_root, vis
 
@@ -101,7 +102,7 @@ def test_gap_and_turn_limits(gap_px, turn_deg, n_out):
 
 
 def test_warm_up_runs_the_kernels():
-    assert _piece_joins.exercise() == 2
+    assert _piece_joins.exercise() == 4
     assert analysis.warm_up() > 0
 
 
@@ -112,3 +113,39 @@ def test_every_loop_over_points_is_compiled():
     for name in ("orient_and_trim", "_segments", "_end_direction", "_crossed", "_facing_pairs", "_orient_chains",
                  "_concatenate", "_chains"):
         assert hasattr(getattr(_piece_joins, name), "py_func"), name
+
+
+def _overlapping(overlap_px=60.0):
+    """A shaft along y = 100 from x 0 to 600 in two pieces that overlap by ``overlap_px``
+    around x 300 (the tracer ran on along the crossing hair), each running from the
+    crossing outwards with its root (false, at the crossing) first; points 1 px apart."""
+    h = overlap_px / 2
+    left = _line((300 + h, 100), (0, 100), int(300 + h) + 1)
+    right = _line((300 - h, 100), (600, 100), int(300 + h) + 1)
+    return left, right, [True, True], [[300 + h, 100], [300 - h, 100]]
+
+
+def test_pieces_overlapping_at_a_crossing_are_one_hair():
+    left, right, rooted, roots = _overlapping()
+    crossing = _line((250, 0), (350, 200), 224)
+    lines, root_xy, has_root, vis = _join([left, right, crossing], rooted + [False], roots + [NAN2])
+    assert len(lines) == 2
+    k = int(np.argmax([len(p) for p in lines]))
+    joined = lines[k]
+    assert np.ptp(joined[:, 0]) == pytest.approx(600, abs=1)
+    assert np.all(np.diff(joined[:, 0]) > 0) or np.all(np.diff(joined[:, 0]) < 0)  # cut where the overlap starts
+    assert not has_root[k]
+    assert vis[k] == pytest.approx(600 * UM, rel=0.03)  # the overlap is counted once
+
+
+@pytest.mark.parametrize("case", ["widths differ", "nothing crosses"])
+def test_overlapping_pieces_stay_two_hairs(case):
+    """Two hairs of different widths running through one crossing (siblings, neighbours),
+    or an overlap with no crossing hair at it."""
+    left, right, rooted, roots = _overlapping()
+    if case == "widths differ":
+        third, thick = _line((250, 0), (350, 200), 224), [40.0, 60.0, 40.0]
+    else:
+        third, thick = _line((0, 300), (600, 300), 601), 40.0
+    lines, _, _, _ = _join([left, right, third], rooted + [False], roots + [NAN2], thick_um=thick)
+    assert len(lines) == 3
