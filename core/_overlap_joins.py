@@ -61,8 +61,8 @@ def _near_line(pts, a, b, x, y, lim):
 @nb.njit(cache=True, error_model="numpy")
 def overlap_pairs(pts, starts, widths, boxes, rooted, width_ratio, min_out, min_overlap, before, cos_turn,
                   cos_beyond):
-    """Candidate overlap joins: rows (end of A, end of B, points to cut from A's end,
-    overlap midpoint x, y, overlap direction x, y, overlap length), ends numbered 2 i + e
+    """Candidate overlap joins: rows (end of A, end of B, overlap length: the points to cut
+    from A's end, overlap midpoint x, y, overlap direction x, y), ends numbered 2 i + e
     (e 0 first point, 1 last; a rooted line's root is its first point).  ``boxes`` (n, 4)
     every line's x0, y0, x1, y1; ``widths`` in px.  The crossing test is left to the
     caller."""
@@ -147,9 +147,9 @@ def overlap_pairs(pts, starts, widths, boxes, rooted, width_ratio, min_out, min_
                 if not clean:
                     continue
                 out.append((2.0 * i + ea, 2.0 * j + eb, float(run), 0.5 * (pts[k, 0] + pts[end_a, 0]),
-                            0.5 * (pts[k, 1] + pts[end_a, 1]), tx, ty, float(run)))
-    res = np.zeros((len(out), 8))
+                            0.5 * (pts[k, 1] + pts[end_a, 1]), tx, ty))
+    res = np.zeros((len(out), 7))
     for r in range(len(out)):
-        for c in range(8):
+        for c in range(7):
             res[r, c] = out[r][c]
     return res

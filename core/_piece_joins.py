@@ -72,13 +72,13 @@ def join_at_crossings(q, q_starts, q_seg, keep, has_root, root_xy, thick_um, vis
                                       math.cos(math.radians(_overlap_joins.TURN_DEG)),
                                       math.cos(math.radians(_overlap_joins.BEYOND_TURN_DEG)))
     crossed = [_crossed(pts, starts, width_px, boxes, int(r[0]) // 2, int(r[1]) // 2, r[3], r[4], r[5], r[6],
-                        0.5 * r[7] + CROSS_MARGIN_UM / um_per_px, cos_cross) for r in ov]
+                        0.5 * r[2] + CROSS_MARGIN_UM / um_per_px, cos_cross) for r in ov]
     ov = ov[np.array(crossed, bool)] if len(ov) else ov
     if cost.shape[0] == 0 and ov.shape[0] == 0:
         return unchanged
     # overlaps first (the longest first): an overlap is surer than a gap
     pairs = np.vstack([ov[:, :2].astype(np.int64), pairs])
-    cost = np.concatenate([-ov[:, 7], cost])
+    cost = np.concatenate([-ov[:, 2], cost])
     idx, rev, cst = _chains(pairs[np.argsort(cost, kind="stable")], n)
     out_roots, out_rooted, out_vis = _orient_chains(idx, rev, cst, rooted, roots, vis_um)
     trim = np.zeros(2 * n, np.int64)
