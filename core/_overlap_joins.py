@@ -39,8 +39,14 @@ def _unit(x0, y0, x1, y1):
     return dx / n, dy / n
 
 
+@nb.njit(cache=True, error_model="numpy", inline="always")
+def in_box(boxes, k, x, y, lim):
+    """(x, y) lies within ``lim`` of line k's bounding box (``boxes`` row: x0, y0, x1, y1)."""
+    return boxes[k, 0] - lim <= x <= boxes[k, 2] + lim and boxes[k, 1] - lim <= y <= boxes[k, 3] + lim
+
+
 @nb.njit(cache=True, error_model="numpy")
-def _near_line(pts, a, b, x, y, lim):
+def near_line(pts, a, b, x, y, lim):
     """Index of the point of line a..b nearest (x, y) when within ``lim``, else -1."""
     best = lim * lim
     near = -1
@@ -87,10 +93,9 @@ def overlap_pairs(pts, starts, widths, boxes, rooted, width_ratio, min_out, min_
                 continue
             for ea in range(2):
                 end_a = a1 - 1 if ea == 1 else a0
-                if (pts[end_a, 0] < boxes[j, 0] - tol or pts[end_a, 0] > boxes[j, 2] + tol
-                        or pts[end_a, 1] < boxes[j, 1] - tol or pts[end_a, 1] > boxes[j, 3] + tol):
+                if not in_box(boxes, j, pts[end_a, 0], pts[end_a, 1], tol):
                     continue
-                mm = _near_line(pts, b0, b1, pts[end_a, 0], pts[end_a, 1], tol)  # where B passes A's end
+                mm = near_line(pts, b0, b1, pts[end_a, 0], pts[end_a, 1], tol)  # where B passes A's end
                 if mm < 0:
                     continue
                 # the run of A's points within tol of B, from A's end inwards; B's nearest point
@@ -100,7 +105,7 @@ def overlap_pairs(pts, starts, widths, boxes, rooted, width_ratio, min_out, min_
                 win = int(2.0 * tol) + 3
                 for r in range(1, na):
                     p = a1 - 1 - r if ea == 1 else a0 + r
-                    near = _near_line(pts, max(b0, mk - win), min(b1, mk + win + 1), pts[p, 0], pts[p, 1], tol)
+                    near = near_line(pts, max(b0, mk - win), min(b1, mk + win + 1), pts[p, 0], pts[p, 1], tol)
                     if near < 0:
                         break
                     mk = near
@@ -138,10 +143,8 @@ def overlap_pairs(pts, starts, widths, boxes, rooted, width_ratio, min_out, min_
                 step = max(1, int(0.5 * tol))
                 for r in range(run, na, step):
                     p = a1 - 1 - r if ea == 1 else a0 + r
-                    if (pts[p, 0] < boxes[j, 0] - tol or pts[p, 0] > boxes[j, 2] + tol
-                            or pts[p, 1] < boxes[j, 1] - tol or pts[p, 1] > boxes[j, 3] + tol):
-                        continue
-                    if _near_line(pts, b0, b1, pts[p, 0], pts[p, 1], tol) >= 0:
+                    x, y = pts[p, 0], pts[p, 1]
+                    if in_box(boxes, j, x, y, tol) and near_line(pts, b0, b1, x, y, tol) >= 0:
                         clean = False
                         break
                 if not clean:

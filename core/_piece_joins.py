@@ -28,6 +28,7 @@ import numba as nb
 import numpy as np
 
 from . import _overlap_joins
+from ._overlap_joins import in_box, near_line
 from ._crossing_joins import _concatenate
 from ._linking import _chains
 from ._shaft_kernels import orient_and_trim
@@ -149,18 +150,10 @@ def _crossed(pts, starts, widths, boxes, skip_a, skip_b, mx, my, ux, uy, reach, 
         if k == skip_a or k == skip_b:
             continue
         lim = reach + 0.5 * widths[k]
-        if mx < boxes[k, 0] - lim or mx > boxes[k, 2] + lim or my < boxes[k, 1] - lim or my > boxes[k, 3] + lim:
+        if not in_box(boxes, k, mx, my, lim):
             continue
         a, b = starts[k], starts[k + 1]
-        best = lim
-        near = -1
-        for j in range(a, b):
-            if abs(pts[j, 0] - mx) > lim or abs(pts[j, 1] - my) > lim:
-                continue
-            d = math.hypot(pts[j, 0] - mx, pts[j, 1] - my)
-            if d <= best:
-                best = d
-                near = j
+        near = near_line(pts, a, b, mx, my, lim)
         if near < 0:
             continue
         j0, j1 = max(a, near - 1), min(b - 1, near + 1)
