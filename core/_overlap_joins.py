@@ -32,7 +32,8 @@ BEYOND_TURN_DEG = 25.0  # B beyond the overlap against the overlap
 
 
 @nb.njit(cache=True, error_model="numpy", inline="always")
-def _unit(x0, y0, x1, y1):
+def unit(x0, y0, x1, y1):
+    """Unit vector from (x0, y0) to (x1, y1) (zero length: (0, 0))."""
     dx = x1 - x0
     dy = y1 - y0
     n = max(math.hypot(dx, dy), 1e-9)
@@ -113,7 +114,7 @@ def overlap_pairs(pts, starts, widths, boxes, rooted, width_ratio, min_out, min_
                 if run < max(3, min_overlap) or na - run < min_out:
                     continue
                 k = a1 - run if ea == 1 else a0 + run - 1  # first point of the overlap, walking out
-                tx, ty = _unit(pts[k, 0], pts[k, 1], pts[end_a, 0], pts[end_a, 1])
+                tx, ty = unit(pts[k, 0], pts[k, 1], pts[end_a, 0], pts[end_a, 1])
                 # B's end at the start of the overlap
                 d0 = math.hypot(pts[b0, 0] - pts[k, 0], pts[b0, 1] - pts[k, 1])
                 d1 = math.hypot(pts[b1 - 1, 0] - pts[k, 0], pts[b1 - 1, 1] - pts[k, 1])
@@ -124,17 +125,17 @@ def overlap_pairs(pts, starts, widths, boxes, rooted, width_ratio, min_out, min_
                 beyond = (b1 - 1 - mm) if eb == 0 else (mm - b0)
                 if beyond < min_out:
                     continue
-                bx, by = _unit(pts[mm, 0], pts[mm, 1], pts[far, 0], pts[far, 1])
+                bx, by = unit(pts[mm, 0], pts[mm, 1], pts[far, 0], pts[far, 1])
                 if bx * tx + by * ty < cos_beyond:
                     continue
                 # B runs along the overlap (A's tail lies along B, not across it)
-                ox, oy = _unit(pts[mk, 0], pts[mk, 1], pts[mm, 0], pts[mm, 1])
+                ox, oy = unit(pts[mk, 0], pts[mk, 1], pts[mm, 0], pts[mm, 1])
                 if abs(ox * tx + oy * ty) < cos_turn:
                     continue
                 kb = int(min(before, na - run - 1))
                 kb = max(kb, 1)
                 pb = k - kb if ea == 1 else k + kb
-                ux, uy = _unit(pts[pb, 0], pts[pb, 1], pts[k, 0], pts[k, 1])
+                ux, uy = unit(pts[pb, 0], pts[pb, 1], pts[k, 0], pts[k, 1])
                 if ux * tx + uy * ty < cos_turn or ux * bx + uy * by < cos_turn:
                     continue
                 # only the tail: no other point of A comes near B (a crossing, not a shared

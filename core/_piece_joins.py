@@ -28,7 +28,7 @@ import numba as nb
 import numpy as np
 
 from . import _overlap_joins
-from ._overlap_joins import in_box, near_line
+from ._overlap_joins import in_box, near_line, unit
 from ._crossing_joins import _concatenate
 from ._linking import _chains
 from ._shaft_kernels import orient_and_trim
@@ -135,10 +135,7 @@ def _end_direction(pts, a, b, end, fit_px):
         e, f = a, a + k
     else:
         e, f = b - 1, b - 1 - k
-    dx = pts[e, 0] - pts[f, 0]
-    dy = pts[e, 1] - pts[f, 1]
-    norm = max(math.hypot(dx, dy), 1e-9)
-    return dx / norm, dy / norm
+    return unit(pts[f, 0], pts[f, 1], pts[e, 0], pts[e, 1])
 
 
 @nb.njit(cache=True, error_model="numpy")
