@@ -52,7 +52,7 @@ def _block_profile(img, pts, j0, j1, ox, oy, prof):
 
 @nb.njit(cache=True, error_model="numpy", nogil=True, fastmath=FIT_FASTMATH)
 def measure_blocks(img, skin, labels, label_step, avoid, active, pts, starts, w_est, block_px, max_blocks, n_samples,
-                   dark):
+                   dark, streak_open_widths, streak_min_gain):
     """Fit one averaged profile per block of (at most) ``block_px`` along every line.
 
     ``pts`` (M, 2) are dense centre-line points (about 1 px apart) of all lines, line i
@@ -62,6 +62,10 @@ def measure_blocks(img, skin, labels, label_step, avoid, active, pts, starts, w_
     blocks whose profile meets another line in ``labels`` (line index + 1 drawn on a grid
     ``label_step`` times coarser) when ``avoid[i]``: a second shaft in the profile (a
     crossing, a sibling from the same opening) would widen the fit.
+    For shafts brighter than the skin (``dark`` False) a second fit runs on the profile
+    opened by ``streak_open_widths`` times the line's width plus 2 px (``_open_profile``);
+    when its bar is ``streak_min_gain`` times wider, the profile is fitted again without the
+    samples the opening lowered, and that fit is kept; 0 turns this off.
     Returns per block: line index, bar width px, centre offset px, contrast, edge blur px,
     rms residual, the block's centre point (x, y), and the skin level beside it.
     """
@@ -88,6 +92,11 @@ def measure_blocks(img, skin, labels, label_step, avoid, active, pts, starts, w_
     vec, jac, mat, par = workspace(nt)
     ox = np.empty(nt)
     oy = np.empty(nt)
+    tmp = np.empty(nt)
+    opened = np.empty(nt)
+    p1 = np.empty(NPAR)
+    t_kept = np.empty(nt)
+    prof_kept = np.empty(nt)
     for i in range(nl):
         if nblk[i] == 0:
             continue
@@ -139,20 +148,33 @@ def measure_blocks(img, skin, labels, label_step, avoid, active, pts, starts, w_
             _block_profile(img, pts, j0, j1, ox, oy, prof)
             for k in range(nt):
                 prof[k] /= blk
-            edge = max(2, nt // 8)
-            b0 = 0.0
-            for k in range(edge):
-                b0 += prof[k] + prof[nt - 1 - k]
-            b0 /= 2 * edge
-            p0[0] = b0
-            p0[1] = 0.0
-            p0[2] = prof[nt // 2] - b0
-            p0[3] = 0.0
-            p0[4] = max(1.0, w_est[i])
-            p0[5] = 1.0
+            _initial_bar(prof, w_est[i], p0)
             if (p0[2] >= 0.0) == dark:
                 continue
-            p, rms = fit_bar_in(t, prof, p0, 3.0 * w_est[i] + 8.0, 15, vec, jac, mat, par)
+            w_max = 3.0 * w_est[i] + 8.0
+            p, rms = fit_bar_in(t, prof, p0, w_max, 15, vec, jac, mat, par)
+            if not dark and streak_open_widths > 0.0:
+                # a shaft brighter than the skin carries its specular streak on the same side,
+                # and the fit may take the streak for the shaft: fit again with bright
+                # features narrower than the element opened away, keep that when it reads a
+                # clearly wider bar that fits
+                p1[:] = p
+                rms1 = rms
+                half = int(0.5 * (streak_open_widths * w_est[i] + 2.0) / (t[1] - t[0]) + 0.5)
+                _open_profile(prof, half, tmp, opened)
+                _initial_bar(opened, w_est[i], p0)
+                p, rms = fit_bar_in(t, opened, p0, w_max, 15, vec, jac, mat, par)
+                if not (p[4] > streak_min_gain * p1[4] and rms < 0.45 * abs(p[2])
+                        and abs(p[3]) <= max(1.5, 0.12 * p[4])):
+                    p[:] = p1
+                    rms = rms1
+                else:
+                    # the opening also flattens the shaft's rounded top, which reads as a
+                    # wider bar: refit the profile itself without the samples it lowered
+                    m = _unlowered(t, prof, opened, 0.2 * abs(p[2]), t_kept, prof_kept)
+                    if m >= nt // 2:
+                        p0[:] = p
+                        p, rms = fit_bar_in(t_kept[:m], prof_kept[:m], p0, w_max, 15, vec, jac, mat, par)
             out[first[i] + bi, 0] = i
             out[first[i] + bi, 1] = p[4]
             out[first[i] + bi, 2] = p[3]
@@ -163,6 +185,55 @@ def measure_blocks(img, skin, labels, label_step, avoid, active, pts, starts, w_
             out[first[i] + bi, 7] = cy + p[3] * ny
             out[first[i] + bi, 8] = p[0] + p[1] * p[3]
     return out
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _initial_bar(prof, w_est, p0):
+    """Start parameters of a bar fit to ``prof`` into ``p0``: the baseline from the outer
+    eighths, the contrast at the centre sample, the width ``w_est``."""
+    nt = prof.shape[0]
+    edge = max(2, nt // 8)
+    b0 = 0.0
+    for k in range(edge):
+        b0 += prof[k] + prof[nt - 1 - k]
+    b0 /= 2 * edge
+    p0[0] = b0
+    p0[1] = 0.0
+    p0[2] = prof[nt // 2] - b0
+    p0[3] = 0.0
+    p0[4] = max(1.0, w_est)
+    p0[5] = 1.0
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _open_profile(prof, half, tmp, out):
+    """Grey opening of ``prof`` with a flat element of 2 * half + 1 samples into ``out``:
+    bright features narrower than the element (a specular streak) sink to their
+    surroundings, wider ones (the shaft) keep their shape."""
+    nt = prof.shape[0]
+    for k in range(nt):
+        m = prof[k]
+        for q in range(max(0, k - half), min(nt, k + half + 1)):
+            m = min(m, prof[q])
+        tmp[k] = m
+    for k in range(nt):
+        m = tmp[k]
+        for q in range(max(0, k - half), min(nt, k + half + 1)):
+            m = max(m, tmp[q])
+        out[k] = m
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _unlowered(t, prof, opened, thr, t_out, prof_out):
+    """Copy the samples that the opening lowered by at most ``thr`` to ``t_out``,
+    ``prof_out``; return how many."""
+    m = 0
+    for k in range(prof.shape[0]):
+        if prof[k] - opened[k] <= thr:
+            t_out[m] = t[k]
+            prof_out[m] = prof[k]
+            m += 1
+    return m
 
 
 @nb.njit(cache=True, error_model="numpy")

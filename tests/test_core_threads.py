@@ -29,7 +29,8 @@ def test_width_fits_on_two_threads_equal_one_call():
     w_est = np.maximum(lines.width_est_px, 2.0)
     everything = np.ones(n, np.bool_)
     one = measure_blocks(gray, skin, labels, float(f), everything, everything, dense, dstarts, w_est, 8,
-                         hairs.MAX_BLOCKS, hairs.PROFILE_SAMPLES, True)
+                         hairs.MAX_BLOCKS, hairs.PROFILE_SAMPLES, True, hairs.STREAK_OPEN_WIDTHS,
+                         hairs.STREAK_MIN_GAIN)
     two = hairs._fit_in_two(gray, skin, labels, float(f), dense, dstarts, w_est, 8, True, everything, everything)
     assert len(set(one[np.isfinite(one[:, 1]), 0].astype(int))) >= 4
     np.testing.assert_array_equal(one, two)
