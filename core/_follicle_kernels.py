@@ -23,13 +23,22 @@ def _ring(n_ring):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _ring_score(contrast, px, py, radius, cs, dark_below):
+def _ring_score(contrast, px, py, radius, cs, dark_below, shaft_above):
+    """Fraction of the ring around (px, py) darker than ``dark_below``, leaving out the
+    samples brighter than ``shaft_above`` (on a bright shaft that leaves the opening);
+    0 when those are half the ring or more."""
     n_ring = cs.shape[0]
     hits = 0
+    shaft = 0
     for k in range(n_ring):
-        if _bilinear(contrast, px + radius * cs[k, 0], py + radius * cs[k, 1]) < dark_below:
+        v = _bilinear(contrast, px + radius * cs[k, 0], py + radius * cs[k, 1])
+        if v < dark_below:
             hits += 1
-    return hits / n_ring
+        elif v > shaft_above:
+            shaft += 1
+    if 2 * shaft >= n_ring:
+        return 0.0
+    return hits / (n_ring - shaft)
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -43,14 +52,15 @@ def _inside(x, y, edge, valid):
 
 @nb.njit(cache=True, error_model="numpy")
 def find_roots(pts, starts, sel, thick_um, contrast, factor, um_per_px, valid, min_radius_um, search_um,
-               dark_below, min_score, n_ring, max_points):
+               dark_below, shaft_above, min_score, n_ring, max_points):
     """Root of line ``sel[c]`` (full-res px, packed as ``pts[starts[i]:starts[i + 1]]``,
     at least 2 points) for every c: (x, y) and the end (0 first point, 1 last, -1 none).
 
     At each end inside ``valid`` (detection grid) and clear of its border, up to about
     ``max_points`` points within ``search_um`` (and 45 % of the line) of the tip are
     scored from the tip inwards; the first whose ring of radius max(``min_radius_um``,
-    0.7 * thickness) is at least ``min_score`` dark is that end's opening, and the end
+    0.7 * thickness) is at least ``min_score`` dark (``_ring_score``) is that end's
+    opening, and the end
     with the darker opening wins (the first end on a tie).
     """
     nc = sel.shape[0]
@@ -106,7 +116,7 @@ def find_roots(pts, starts, sel, thick_um, contrast, factor, um_per_px, valid, m
             cnt = (size + step - 1) // step  # every step-th from lo, then from the tip inwards
             for r in range(cnt):
                 j = lo + r * step if end == 0 else lo + (cnt - 1 - r) * step
-                s = _ring_score(contrast, det[j, 0], det[j, 1], radius, cs, dark_below)
+                s = _ring_score(contrast, det[j, 0], det[j, 1], radius, cs, dark_below, shaft_above)
                 if s >= min_score:
                     if s > best:
                         best = s
@@ -126,15 +136,52 @@ def _union(parent, a, b):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def unit_labels(xy, has, lim, lines, starts, keep, thick_px, min_near_px, reach_px):
-    """Unit index per hair c (-1 where not ``has[c]``), single linkage of two rules:
-    roots ``xy`` closer than ``lim``; or the root of one hair lying within max(
-    ``min_near_px``, mean thickness) of the first ``reach_px`` of another rooted hair's
-    centre line (``lines[starts[keep[c]]:starts[keep[c] + 1]]``, root end first): hairs of
-    one opening run together before they part, so a sibling's traced root often sits
-    on the other shaft.  Units are numbered in order of their first hair."""
+def _runs_out_of(lines, t0, t1, head, m, near, reach_px, min_cos):
+    """An end of the line ``lines[t0:t1]`` lies within ``near`` of the polyline
+    ``head[:m]`` (a rooted hair's first ``reach_px``, root first) and leaves it in a
+    direction within acos(``min_cos``) of the head's (both over their first 8 points)."""
+    if t1 - t0 < 2:
+        return False
+    k = min(m - 1, 8)
+    hx = head[k, 0] - head[0, 0]
+    hy = head[k, 1] - head[0, 1]
+    hl = math.hypot(hx, hy)
+    if hl <= 0:
+        return False
+    near2 = near * near
+    for e in range(2):
+        tip = t0 if e == 0 else t1 - 1
+        inner = t0 + min(t1 - t0 - 1, 8) if e == 0 else t1 - 1 - min(t1 - t0 - 1, 8)
+        ex = lines[tip, 0]
+        ey = lines[tip, 1]
+        if math.hypot(ex - head[0, 0], ey - head[0, 1]) > reach_px + near:
+            continue
+        bx = lines[inner, 0] - ex
+        by = lines[inner, 1] - ey
+        bl = math.hypot(bx, by)
+        if bl <= 0 or abs(bx * hx + by * hy) < min_cos * bl * hl:
+            continue
+        for j in range(m):
+            dx = head[j, 0] - ex
+            dy = head[j, 1] - ey
+            if dx * dx + dy * dy <= near2:
+                return True
+    return False
+
+
+@nb.njit(cache=True, error_model="numpy")
+def unit_labels(xy, has, lim, lines, starts, keep, thick_px, min_near_px, reach_px, min_cos):
+    """Unit index per hair c (-1 where it has no unit), single linkage of three rules:
+    roots ``xy`` (where ``has[c]``) closer than ``lim``; or the root of one hair lying
+    within max(``min_near_px``, mean thickness) of the first ``reach_px`` of another rooted
+    hair's centre line (``lines[starts[keep[c]]:starts[keep[c] + 1]]``, root end first):
+    hairs of one opening run together before they part, so a sibling's traced root often
+    sits on the other shaft; or a hair without a root that runs out of a rooted hair's
+    first ``reach_px`` (``_runs_out_of``; off when ``min_cos`` > 1): its trace stopped
+    where it merged with its sibling.  Units are numbered in order of their first hair."""
     n = xy.shape[0]
     parent = np.arange(n)
+    member = has.copy()
     for a in range(n):
         if not has[a]:
             continue
@@ -175,11 +222,18 @@ def unit_labels(xy, has, lim, lines, starts, keep, thick_px, min_near_px, reach_
                 if dx * dx + dy * dy <= near2:
                     _union(parent, a, b)
                     break
+        if min_cos > 1.0:
+            continue
+        for b in range(n):
+            if not has[b] and _runs_out_of(lines, starts[keep[b]], starts[keep[b] + 1], head, m,
+                                           max(min_near_px, 0.5 * (thick_px[a] + thick_px[b])), reach_px, min_cos):
+                _union(parent, a, b)
+                member[b] = True
     label = np.full(n, -1, np.int64)
     of_root = np.full(n, -1, np.int64)
     nxt = 0
     for i in range(n):
-        if not has[i]:
+        if not member[i]:
             continue
         r = _find(parent, i)
         if of_root[r] < 0:

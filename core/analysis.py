@@ -116,7 +116,7 @@ def _assemble(lines, widths, skin, valid, um, min_len) -> list:
         return []
     thick_um = width_px[cand] * um
     root_xy, root_end = follicles.find_roots(pts, starts, thick_um, lines.contrast, lines.factor, um, valid,
-                                             lines=cand)
+                                             lines=cand, dark=lines.dark)
     # the shaft starts at the opening: what lies beyond is hair under the skin
     q, q_starts, q_seg = _shafts.orient_and_trim(pts, starts, seg, cand, root_xy, root_end)
     has_root = root_end >= 0

@@ -44,16 +44,19 @@ def draw_overlay(image, result) -> np.ndarray:
         colour = VELLUS_RGB if hair.thickness_um <= result.vellus_threshold_um else TERMINAL_RGB
         pts = np.round(hair.centerline_px * 8).astype(np.int32)  # 3 fractional bits
         cv2.polylines(out, [pts], False, colour, lw, cv2.LINE_AA, shift=3)
-    units: dict = {}
-    for hair in result.hairs:
-        if hair.root_px is not None:
-            units.setdefault(hair.unit, []).append(hair.root_px)
+    units: dict = {}  # unit -> (roots, hairs); a sibling traced only up to where it left the
+    for hair in result.hairs:  # other shaft is in the unit without a root of its own
+        if hair.unit is not None:
+            roots, hairs = units.setdefault(hair.unit, ([], []))
+            hairs.append(hair)
+            if hair.root_px is not None:
+                roots.append(hair.root_px)
     r = int(round(max(6.0, 60.0 / result.um_per_px)))
-    for roots in units.values():
+    for roots, hairs in units.values():
         c = np.mean(roots, axis=0)
         centre = (int(round(c[0])), int(round(c[1])))
         cv2.circle(out, centre, r, UNIT_RGB, lw, cv2.LINE_AA)
-        cv2.putText(out, str(len(roots)), (centre[0] + r, centre[1] - r), cv2.FONT_HERSHEY_SIMPLEX,
+        cv2.putText(out, str(len(hairs)), (centre[0] + r, centre[1] - r), cv2.FONT_HERSHEY_SIMPLEX,
                     0.45 * scale, UNIT_RGB, lw, cv2.LINE_AA)
     _legend(out, result, scale, lw)
     return out

@@ -22,7 +22,7 @@ class Hair:
     length_um: float  # visible length inside the analysed area
     thickness_um: float  # shaft diameter: median of many cross-section fits
     root_px: tuple[float, float] | None  # centre of the follicle opening, when visible
-    unit: int | None  # follicular unit index (hairs sharing an opening), None without root
+    unit: int | None  # follicular unit index (hairs sharing an opening); None without one
 
     def to_dict(self) -> dict[str, Any]:
         return {

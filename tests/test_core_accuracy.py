@@ -203,5 +203,7 @@ def test_density_rise_of_ten_percent_meets_target(density_rise_error):
 
 def test_follicular_unit_histogram_no_worse(clear):
     err, true_per_unit, found_per_unit = unit_figures(clear)
-    assert err <= 0.65  # reached: 0.53 of the true number of units (1.11 before siblings were grouped)
-    assert found_per_unit >= 1.4  # reached: 1.51 hairs per unit, truth 1.77
+    # reached: 0.42 of the true number of units (0.56 before a sibling traced from where it
+    # leaves the shared shaft joined the unit, 1.11 before siblings were grouped)
+    assert err <= 0.52
+    assert found_per_unit >= 1.45  # reached: 1.56 hairs per unit (1.43 before), truth 1.77
