@@ -60,8 +60,7 @@ def find_roots(pts, starts, sel, thick_um, contrast, factor, um_per_px, valid, m
     ``max_points`` points within ``search_um`` (and 45 % of the line) of the tip are
     scored from the tip inwards; the first whose ring of radius max(``min_radius_um``,
     0.7 * thickness) is at least ``min_score`` dark (``_ring_score``) is that end's
-    opening, and the end
-    with the darker opening wins (the first end on a tie).
+    opening, and the end with the darker opening wins (the first end on a tie).
     """
     nc = sel.shape[0]
     xy = np.full((nc, 2), np.nan)
@@ -148,24 +147,30 @@ def _runs_out_of(lines, t0, t1, head, m, near, reach_px, min_cos):
     hl = math.hypot(hx, hy)
     if hl <= 0:
         return False
-    near2 = near * near
     for e in range(2):
         tip = t0 if e == 0 else t1 - 1
         inner = t0 + min(t1 - t0 - 1, 8) if e == 0 else t1 - 1 - min(t1 - t0 - 1, 8)
-        ex = lines[tip, 0]
-        ey = lines[tip, 1]
-        if math.hypot(ex - head[0, 0], ey - head[0, 1]) > reach_px + near:
-            continue
-        bx = lines[inner, 0] - ex
-        by = lines[inner, 1] - ey
+        bx = lines[inner, 0] - lines[tip, 0]
+        by = lines[inner, 1] - lines[tip, 1]
         bl = math.hypot(bx, by)
-        if bl <= 0 or abs(bx * hx + by * hy) < min_cos * bl * hl:
-            continue
-        for j in range(m):
-            dx = head[j, 0] - ex
-            dy = head[j, 1] - ey
-            if dx * dx + dy * dy <= near2:
-                return True
+        if bl > 0 and abs(bx * hx + by * hy) >= min_cos * bl * hl and _on_head(
+                head, m, lines[tip, 0], lines[tip, 1], near, reach_px):
+            return True
+    return False
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _on_head(head, m, x, y, near, reach_px):
+    """(x, y) lies within ``near`` of a point of ``head[:m]`` (a rooted hair's first
+    ``reach_px``, root first)."""
+    if math.hypot(x - head[0, 0], y - head[0, 1]) > reach_px + near:
+        return False  # too far from the root to lie on its first reach_px
+    near2 = near * near
+    for j in range(m):
+        dx = head[j, 0] - x
+        dy = head[j, 1] - y
+        if dx * dx + dy * dy <= near2:
+            return True
     return False
 
 
@@ -210,18 +215,9 @@ def unit_labels(xy, has, lim, lines, starts, keep, thick_px, min_near_px, reach_
         if m == 0:
             continue
         for b in range(n):
-            if b == a or not has[b]:
-                continue
-            near = max(min_near_px, 0.5 * (thick_px[a] + thick_px[b]))
-            if math.hypot(xy[b, 0] - head[0, 0], xy[b, 1] - head[0, 1]) > reach_px + near:
-                continue  # too far from a's root to lie on its first reach_px
-            near2 = near * near
-            for j in range(m):
-                dx = head[j, 0] - xy[b, 0]
-                dy = head[j, 1] - xy[b, 1]
-                if dx * dx + dy * dy <= near2:
-                    _union(parent, a, b)
-                    break
+            if b != a and has[b] and _on_head(head, m, xy[b, 0], xy[b, 1],
+                                              max(min_near_px, 0.5 * (thick_px[a] + thick_px[b])), reach_px):
+                _union(parent, a, b)
         if min_cos > 1.0:
             continue
         for b in range(n):
