@@ -160,9 +160,11 @@ def change_error(n):
           f"max |{np.max(np.abs(t_err)):.2f}| µm")
 
 
-def end_to_end(n, extra=0.0):
+def end_to_end(n, extra=0.0, reclipped=False):
     """Matched change with core.analyze's own detections against the truth (identity keys),
-    from detections alone and with lost/new hairs checked against the other visit's image."""
+    from detections alone and with lost/new hairs checked against the other visit's image.
+    ``reclipped``: the zone was clipped again before the current visit (every stub's length
+    drawn anew; roots and directions stay)."""
     try:
         import core
         analyze = core.analyze
@@ -170,6 +172,8 @@ def end_to_end(n, extra=0.0):
         print("== 4. end to end: core.analyze not available, skipped")
         return
     what = "unchanged re-captures" if not extra else f"{100 * extra:.0f} % more follicular units in the current one"
+    if reclipped:
+        what += ", stubs clipped again (lengths drawn anew)"
     print(f"== 4. end to end with core.analyze, {what} ({n} pairs, 2028x1520)")
     err = {False: [], True: []}
     kept_frac, unconf = [], []
@@ -177,8 +181,10 @@ def end_to_end(n, extra=0.0):
         kind = CLEAR_KINDS[i % len(CLEAR_KINDS)]
         spec = draw_spec(kind, 6000 + i)
         dx, dy, rot, expo = pose(200 + i)
-        a, ta, b, tb, truth = render_pair(6000 + i, spec, dx, dy, rot, expo,
-                                          **(dict(extra_density_fraction=extra) if extra else {}))
+        changes = dict(extra_density_fraction=extra) if extra else {}
+        if reclipped:
+            changes["length_seed"] = 1
+        a, ta, b, tb, truth = render_pair(6000 + i, spec, dx, dy, rot, expo, **changes)
         rng = np.random.default_rng(0)
         hb, kb = truth_hairs(ta, rng)
         hc, kc = truth_hairs(tb, rng)
@@ -230,6 +236,7 @@ def main():
     # pairs and by 1.5 points on 30 (seventh session)
     end_to_end(3 if q else 30)
     end_to_end(3 if q else 30, extra=0.1)
+    end_to_end(3 if q else 30, reclipped=True)
 
 
 if __name__ == "__main__":

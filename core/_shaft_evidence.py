@@ -16,20 +16,19 @@ import numpy as np
 
 from ._ridge_kernels import _bilinear
 
-N_ALONG = 9  # cross-sections over the middle of the shaft
-MIDDLE = 0.6  # fraction of the shaft length they span (ends may be trimmed or crossed)
+N_ALONG = 9  # cross-sections along the stretch compared
 N_ACROSS = 21  # samples per cross-section
 ACROSS_WIDTHS = 2.0  # each side of the centre line, in shaft widths
 
 
 @nb.njit(cache=True, error_model="numpy")
-def profile_agreement(own, own_m, other, other_m, x, y, angle_deg, length_px, width_px):
-    """For each hair (midpoint x, y px, direction angle_deg counter-clockwise with y down,
-    visible length and shaft width px, all in one frame): the median, over N_ALONG
-    cross-sections spanning the middle of the shaft, of the correlation coefficient
-    between the cross-section's profile in ``own`` and in ``other``.  ``own_m`` and
-    ``other_m`` (2x3) map the hairs' frame to each image's px.  1 is the same profile; a
-    hair of zero length, or one whose profiles are flat, gets -1.
+def profile_agreement(own, own_m, other, other_m, x, y, angle_deg, span_px, width_px):
+    """For each stretch of shaft (centre x, y px, direction angle_deg counter-clockwise
+    with y down, length ``span_px`` and shaft width px, all in one frame): the median, over
+    N_ALONG cross-sections spread along it, of the correlation coefficient between the
+    cross-section's profile in ``own`` and in ``other``.  ``own_m`` and ``other_m`` (2x3)
+    map the hairs' frame to each image's px.  1 is the same profile; a stretch of zero
+    length, or one whose profiles are flat, gets -1.
     """
     n = x.shape[0]
     out = np.full(n, -1.0)
@@ -37,7 +36,7 @@ def profile_agreement(own, own_m, other, other_m, x, y, angle_deg, length_px, wi
     a_vals = np.empty(N_ACROSS)
     b_vals = np.empty(N_ACROSS)
     for i in range(n):
-        if not length_px[i] > 0:
+        if not span_px[i] > 0:
             continue
         a = math.radians(angle_deg[i])
         ux, uy = math.cos(a), -math.sin(a)  # along the shaft (y down)
@@ -45,7 +44,7 @@ def profile_agreement(own, own_m, other, other_m, x, y, angle_deg, length_px, wi
         reach = ACROSS_WIDTHS * max(width_px[i], 2.0)
         m = 0
         for k in range(N_ALONG):
-            t = (k / (N_ALONG - 1) - 0.5) * MIDDLE * length_px[i]
+            t = (k / (N_ALONG - 1) - 0.5) * span_px[i]
             for s in range(N_ACROSS):
                 d = (2.0 * s / (N_ACROSS - 1) - 1.0) * reach
                 px = x[i] + t * ux + d * nx

@@ -300,9 +300,10 @@ def _scene(hairs_xy_deg, shift_px, size=(640, 480)):
         c = np.array([x, y]) - np.array(shift_px)
         lines.append(np.stack([c - u * length / 2, c + u * length / 2]))
     n = len(lines)
-    draw_tubes(canvas, np.concatenate(lines), np.arange(0, 2 * n + 1, 2, dtype=np.int64),
-               np.array([d for *_, d in hairs_xy_deg], float), np.full(n, 2.3),
-               np.tile(np.array(HAIR_RGB["dark"], np.float32), (n, 1)), np.zeros(n))
+    if n:
+        draw_tubes(canvas, np.concatenate(lines), np.arange(0, 2 * n + 1, 2, dtype=np.int64),
+                   np.array([d for *_, d in hairs_xy_deg], float), np.full(n, 2.3),
+                   np.tile(np.array(HAIR_RGB["dark"], np.float32), (n, 1)), np.zeros(n))
     noise = np.random.default_rng(int(10 * shift_px[0])).normal(0, 0.01, canvas.shape).astype(np.float32)
     return np.round(np.clip(canvas + noise, 0, 1) * 255).astype(np.uint8)
 
@@ -329,3 +330,24 @@ def test_a_missed_shaft_beside_another_is_seen_and_a_gone_one_is_lost():
     assert seen.kept == 1 and seen.unconfirmed == 1 and seen.lost == 1
     assert seen.lost_indices == (2,)
     assert seen.count_change_pct == pytest.approx(-100.0 / 3)
+
+
+@pytest.mark.parametrize("rooted", [True, False])
+def test_a_missed_shaft_clipped_shorter_since_the_baseline_is_seen(rooted):
+    # the zone was clipped again: a 1.6 mm shaft is 0.5 mm now, from the same root; the
+    # middle of the baseline shaft lies on skin in the current image, its first 200 µm do not
+    um = 4.0
+    root = (150.0, 240.0)
+    u = np.array([math.cos(math.radians(10)), -math.sin(math.radians(10))])
+    long_mid, short_mid = np.array(root) + u * 200.0, np.array(root) + u * 62.5
+    base_img = _scene([(*long_mid, 10.0, 400.0, 17.0)], (0.0, 0.0))
+    cur_img = _scene([(*short_mid, 10.0, 125.0, 17.0)], (0.0, 0.0))
+    base = [StoredHair(*long_mid, 10.0, 1600.0, 68.0, root if rooted else None)]
+    args = dict(image_size_px=(640, 480), um_per_px=um, edge_margin_um=0.0)
+    hm = match_hairs(base, [], np.array([[1.0, 0, 0], [0, 1.0, 0]]), baseline_image=base_img, current_image=cur_img,
+                     **args)
+    assert hm.lost == 0 and hm.unconfirmed == 1
+    # and a shaft that is gone altogether is still lost
+    hm = match_hairs(base, [], np.array([[1.0, 0, 0], [0, 1.0, 0]]), baseline_image=base_img,
+                     current_image=_scene([], (0.0, 0.0)), **args)
+    assert hm.lost == 1 and hm.unconfirmed == 0

@@ -59,6 +59,9 @@ class PhantomSpec:
     exposure: float = 1.0
     extra_density_fraction: float = 0.0  # add this fraction of extra units (density change test)
     noise_seed: int | None = None
+    # a later visit after the zone was clipped again: every stub's length is drawn anew from
+    # this stream (root, direction and bend stay); None keeps the scene's own lengths
+    length_seed: int | None = None
 
 
 @dataclasses.dataclass
@@ -165,6 +168,9 @@ def _hairs_for_unit(rng, spec, centre, p):
             length_um = rng.uniform(4000, 12000)
         else:
             length_um = rng.uniform(*spec.stub_length_mm) * 1000
+            if spec.length_seed is not None:
+                key = [spec.length_seed, int(centre[0] * 16), int(centre[1] * 16), k]
+                length_um = np.random.default_rng(key).uniform(*spec.stub_length_mm) * 1000
         length = length_um / spec.um_per_px
         d = np.array([math.cos(ang), math.sin(ang)])
         nrm = np.array([-d[1], d[0]])
