@@ -135,17 +135,12 @@ def _union(parent, a, b):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _runs_out_of(lines, t0, t1, head, m, near, reach_px, min_cos):
+def _runs_out_of(lines, t0, t1, head, m, hx, hy, near, reach_px, min_cos):
     """An end of the line ``lines[t0:t1]`` lies within ``near`` of the polyline
     ``head[:m]`` (a rooted hair's first ``reach_px``, root first) and leaves it in a
-    direction within acos(``min_cos``) of the head's (both over their first 8 points)."""
+    direction within acos(``min_cos``) of the head's (``hx``, ``hy``: a unit vector), the
+    line's taken over its first 8 points from that end."""
     if t1 - t0 < 2:
-        return False
-    k = min(m - 1, 8)
-    hx = head[k, 0] - head[0, 0]
-    hy = head[k, 1] - head[0, 1]
-    hl = math.hypot(hx, hy)
-    if hl <= 0:
         return False
     for e in range(2):
         tip = t0 if e == 0 else t1 - 1
@@ -153,7 +148,7 @@ def _runs_out_of(lines, t0, t1, head, m, near, reach_px, min_cos):
         bx = lines[inner, 0] - lines[tip, 0]
         by = lines[inner, 1] - lines[tip, 1]
         bl = math.hypot(bx, by)
-        if bl > 0 and abs(bx * hx + by * hy) >= min_cos * bl * hl and _on_head(
+        if bl > 0 and abs(bx * hx + by * hy) >= min_cos * bl and _on_head(
                 head, m, lines[tip, 0], lines[tip, 1], near, reach_px):
             return True
     return False
@@ -218,10 +213,15 @@ def unit_labels(xy, has, lim, lines, starts, keep, thick_px, min_near_px, reach_
             if b != a and has[b] and _on_head(head, m, xy[b, 0], xy[b, 1],
                                               max(min_near_px, 0.5 * (thick_px[a] + thick_px[b])), reach_px):
                 _union(parent, a, b)
-        if min_cos > 1.0:
+        # the head's direction over its first 8 points, for the rootless hairs running out of it
+        k = min(m - 1, 8)
+        hx = head[k, 0] - head[0, 0]
+        hy = head[k, 1] - head[0, 1]
+        hl = math.hypot(hx, hy)
+        if min_cos > 1.0 or hl <= 0:
             continue
         for b in range(n):
-            if not has[b] and _runs_out_of(lines, starts[keep[b]], starts[keep[b] + 1], head, m,
+            if not has[b] and _runs_out_of(lines, starts[keep[b]], starts[keep[b] + 1], head, m, hx / hl, hy / hl,
                                            max(min_near_px, 0.5 * (thick_px[a] + thick_px[b])), reach_px, min_cos):
                 _union(parent, a, b)
                 member[b] = True

@@ -14,6 +14,13 @@ import numpy as np
 from core._bar_fit import FIT_FASTMATH, NPAR, fit_bar_in, workspace
 from core._ridge_kernels import _bilinear, _bilinear_inside
 
+# a block fit that stayed on the traced shaft and fits it well: centre offset within
+# max(FIT_MAX_OFFSET_PX, FIT_MAX_OFFSET_PER_WIDTH * bar width), rms residual below
+# FIT_MAX_RMS_PER_CONTRAST * |contrast| (hairs.measure_widths keeps only such fits)
+FIT_MAX_OFFSET_PX = 1.5
+FIT_MAX_OFFSET_PER_WIDTH = 0.12
+FIT_MAX_RMS_PER_CONTRAST = 0.45
+
 
 @nb.njit(cache=True, error_model="numpy")
 def _block_profile(img, pts, j0, j1, ox, oy, prof):
@@ -164,8 +171,8 @@ def measure_blocks(img, skin, labels, label_step, avoid, active, pts, starts, w_
                 _open_profile(prof, half, tmp, opened)
                 _initial_bar(opened, w_est[i], p0)
                 p, rms = fit_bar_in(t, opened, p0, w_max, 15, vec, jac, mat, par)
-                if not (p[4] > streak_min_gain * p1[4] and rms < 0.45 * abs(p[2])
-                        and abs(p[3]) <= max(1.5, 0.12 * p[4])):
+                if not (p[4] > streak_min_gain * p1[4] and rms < FIT_MAX_RMS_PER_CONTRAST * abs(p[2])
+                        and abs(p[3]) <= max(FIT_MAX_OFFSET_PX, FIT_MAX_OFFSET_PER_WIDTH * p[4])):
                     p[:] = p1
                     rms = rms1
                 else:
