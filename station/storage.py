@@ -98,7 +98,9 @@ class Storage:
     """Thread-safe access to the station's database and image files under ``state_dir``."""
 
     def __init__(self, state_dir: str | os.PathLike) -> None:
-        self.state_dir = Path(state_dir)
+        # absolute: the web app hands image paths to Flask's send_file, which reads a
+        # relative one against the app package's folder, not the working directory
+        self.state_dir = Path(state_dir).absolute()
         self.images_dir = self.state_dir / "images"
         try:
             self.images_dir.mkdir(parents=True, exist_ok=True)

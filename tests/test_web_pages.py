@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 
-from tests.conftest import login
+from pathlib import Path
+
+from tests.conftest import _start_station, build_app, csrf_from, login, make_config
 
 
 def capture(client, csrf, patient="P-0042", zone="crown", note="", **extra):
@@ -122,3 +124,22 @@ def test_hardware_capture_button_reaches_the_page(tmp_path, frames_dir, station)
         app.extensions["tricho.preview"].close()
         if app.extensions["tricho.button"] is not None:
             app.extensions["tricho.button"].close()
+
+
+def test_images_are_served_when_the_state_directory_is_relative(tmp_path, frames_dir, monkeypatch):
+    # the README's demo keeps its state in "./state"; Flask's send_file reads a relative path
+    # against the web package's folder, not the working directory, so every image was a 500
+    monkeypatch.chdir(tmp_path)
+    config = make_config(Path("state"), frames_dir)
+    station = _start_station(config)
+    app = build_app(config, station)
+    try:
+        client = app.test_client()
+        login(client)
+        rid = rid_of(capture(client, csrf_from(client.get("/").data)))
+        for kind in ("overlay", "image"):
+            img = client.get(f"/api/captures/{rid}/{kind}")
+            assert img.status_code == 200 and img.data[:2] == b"\xff\xd8", (kind, img.status_code)
+    finally:
+        app.extensions["tricho.preview"].close()
+        station.stop()
