@@ -25,6 +25,9 @@ from core._validate import check_positive
 
 DAYS_PER_MONTH = 30.4375
 Z95 = 1.96
+# a slope in % per month from visits a few minutes or days apart (a same-day retake of the
+# baseline) is the change divided by almost nothing: no trend below this span
+MIN_TREND_SPAN_DAYS = 14.0
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,8 @@ class Trend:
     visits:                 VisitChange per visit, baseline first.
     repeatability_cv:       CV of repeat captures used (fraction, e.g. 0.05).
     noise_pct:              95 % half-width of a single visit's change, %.
-    slope_pct_per_month:    trend of change_pct, % per month (None with < 2 distinct days).
+    slope_pct_per_month:    trend of change_pct, % per month (None when the visits span less
+                            than MIN_TREND_SPAN_DAYS).
     slope_se_pct_per_month: its standard error, % per month (max of residual and repeatability SE).
     slope_ci95_pct_per_month: (low, high), slope ± 1.96 SE.
     beyond_noise:           the 95 % interval of the slope excludes 0.
@@ -133,6 +137,10 @@ def _verdict_change(change: float, noise: float) -> str:
     return f"{word} of {abs(change):.1f} % (beyond noise ±{noise:.1f} %)"
 
 
+def _span_words(days: float) -> str:
+    return f"{days:.0f} days" if days >= 1.5 else ("1 day" if days >= 0.5 else "less than a day")
+
+
 def follow_up_trend(visits, repeatability_cv: float) -> Trend:
     """Trend of a patient's zone over visits (baseline first).
 
@@ -169,9 +177,12 @@ def follow_up_trend(visits, repeatability_cv: float) -> Trend:
     t = days / DAYS_PER_MONTH
     y = np.array([v.change_pct for v in out])
     sxx = float(np.sum((t - t.mean()) ** 2))
-    if len(out) < 2 or sxx <= 1e-12:
+    span = float(days.max())
+    if len(out) < 2 or span < MIN_TREND_SPAN_DAYS:
+        why = "a single visit" if len(out) < 2 else f"visits span {_span_words(span)}"
         return Trend(tuple(out), cv, noise, None, None, None, False,
-                     "not enough visits on different days for a trend")
+                     f"not enough visits for a trend ({why}; a trend needs visits at least "
+                     f"{MIN_TREND_SPAN_DAYS:.0f} days apart)")
     slope = float(np.sum((t - t.mean()) * (y - y.mean())) / sxx)
     se_rep = 100.0 * cv / math.sqrt(sxx)
     se = se_rep

@@ -82,6 +82,21 @@ def test_single_visit_has_no_trend():
     assert tr.slope_pct_per_month is None and "not enough visits" in tr.verdict
 
 
+@pytest.mark.parametrize("days,words", [(1 / 1440, "less than a day"), (1.0, "1 day"), (13.0, "13 days")])
+def test_visits_close_together_have_no_trend(days, words):
+    # a retake a minute after the baseline gave "+2059680.5 ± 6850971.5 % per month" on the
+    # demo's trend page, with the plot's axis scaled to match
+    tr = follow_up_trend([(0, 195.0, 70.6), (days, 203.0, 64.6)], 0.05)
+    assert tr.slope_pct_per_month is None and tr.slope_ci95_pct_per_month is None and not tr.beyond_noise
+    assert f"visits span {words}" in tr.verdict and "14 days apart" in tr.verdict
+    assert tr.visits[1].change_pct == pytest.approx(100 * (203 / 195 - 1))  # the visit's own change stays
+
+
+def test_two_weeks_apart_have_a_trend():
+    tr = follow_up_trend([(0, 200.0, 60.0), (0.01, 201.0, 60.0), (14, 210.0, 61.0)], 0.05)
+    assert tr.slope_pct_per_month is not None and "per month" in tr.verdict
+
+
 @pytest.mark.parametrize("visits,cv,word", [
     ([(0, 200.0, 60.0)], 0.0, "repeatability_cv"),
     ([(0, 200.0, 60.0)], 1.5, "repeatability_cv"),
