@@ -170,9 +170,9 @@ def _first_repeat_path(storage) -> Path:
 def _same_spot_as_first(storage, first: dict, image: np.ndarray, roots: list, um_per_px: float,
                         number: int) -> dict[str, Any]:
     """Register a repeat on the first one: ValueError when it does not show the same spot (a
-    repeat of another spot would measure the re-finding error of the technician's hand as
-    the station's noise: 26 % instead of 3-6 % with the demo's unrelated frames), else its
-    offset and rotation from the first."""
+    repeat of another spot passes the difference between two spots off as the station's
+    noise: CV 26 % from the demo's unrelated frames), else its offset and rotation from the
+    first."""
     from core.registration import register_to_baseline
     from station.imageio import read_image
 
@@ -200,7 +200,8 @@ def finish_repeatability(station, pending: list) -> dict[str, Any]:
     thick = [p["mean_thickness_um"] for p in pending if p.get("mean_thickness_um")]
     data = {"cv": float(repeatability_from_repeats(dens)), "cv_hair_count": float(repeatability_from_repeats(counts)),
             "cv_mean_thickness": float(repeatability_from_repeats(thick)) if len(thick) >= 2 else None,
-            "repeats": len(pending), "values": pending, "scale_calibration_id": (station.scale().calibration or {}).get("id"),
+            "repeats": len(pending), "values": [{k: v for k, v in p.items() if k != "roots_px"} for p in pending],
+            "scale_calibration_id": (station.scale().calibration or {}).get("id"),
             "method": "CV of the density over repeat captures of one spot, lens lifted and re-placed between them"}
     cal = station.storage.add_calibration("repeatability", data)
     station.storage.set_setting(PENDING_KEY, "[]")
