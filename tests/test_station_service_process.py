@@ -36,7 +36,7 @@ def free_port() -> int:
 
 
 def has_samples() -> bool:
-    return SAMPLES_DIR.is_dir() and any(p.suffix == ".png" for p in SAMPLES_DIR.iterdir())
+    return SAMPLES_DIR.is_dir() and any(p.suffix in (".png", ".jpg") for p in SAMPLES_DIR.iterdir())
 
 
 def start_station(tmp_path: Path, notify_path: str, extra_env: dict | None = None):
