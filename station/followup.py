@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 BASELINE_KEY_PREFIX = "followup.baseline/"
 DEFAULT_REPEATABILITY_CV = 0.05  # conservative: repositioning by headband+tape gives CV 2.6-9.8 %
+# of the mean thickness, until the repeat captures measure it: conservative, phantom repeat
+# captures of one spot give 1.5-2.3 % (docs/status.md)
+DEFAULT_THICKNESS_CV = 0.03
 REPEATS_DEFAULT = 5
 REPEATS_MIN = 3
 PENDING_KEY = "followup.repeatability.pending"
@@ -103,6 +106,16 @@ def repeatability(storage) -> dict[str, Any]:
     return {"cv": cv, "measured": True, "id": cal.id, "created_at": cal.created_at,
             "repeats": cal.data.get("repeats"), "noise_pct": round(noise_pct(cv), 2),
             "source": f"measured {cal.created_at[:10]} ({cal.data.get('repeats')} repeat captures)"}
+
+
+def thickness_repeatability(storage) -> tuple[float, bool]:
+    """CV of the mean thickness over repeat captures (the latest measured one, else
+    DEFAULT_THICKNESS_CV) and whether it was measured."""
+    cal = storage.latest_calibration("repeatability")
+    cv = None if cal is None else cal.data.get("cv_mean_thickness")
+    if isinstance(cv, (int, float)) and 0 <= cv <= 1:
+        return max(float(cv), 0.005), True
+    return DEFAULT_THICKNESS_CV, False
 
 
 def _capture_raw(station) -> np.ndarray:
@@ -340,6 +353,13 @@ def compare_to_baseline(station, record, image: np.ndarray, analysis_result) -> 
     noise = noise_pct(rep["cv"])
     out["repeatability_cv"], out["repeatability_measured"] = round(rep["cv"], 5), rep["measured"]
     out["noise_pct"] = round(noise, 2)
+    cv_t, out["thickness_repeatability_measured"] = thickness_repeatability(storage)
+    out["thickness_noise_pct"] = round(noise_pct(cv_t), 2)
+    t_change = out["hair_match"].get("mean_thickness_change_pct")
+    if isinstance(t_change, (int, float)):
+        within = "within measurement noise" if abs(t_change) <= noise_pct(cv_t) else "beyond noise"
+        out["thickness_verdict"] = (f"kept hairs' thickness {t_change:+.1f} %: {within} "
+                                    f"(±{noise_pct(cv_t):.1f} %)")
     change = out["hair_match"].get("density_change_pct")
     if isinstance(change, (int, float)):
         if abs(change) <= noise:

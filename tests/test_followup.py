@@ -109,6 +109,9 @@ def test_recapture_registered_matched_and_published(station, scenes):
     # with the analysis' own detections the figure is the stored one (end-to-end accuracy: see the xfail below)
     assert hm["density_change_pct"] > 0 and abs(hm["mean_thickness_change_um"]) < 3.0  # the same shafts
     assert fu["repeatability_measured"] is False and fu["noise_pct"] == pytest.approx(13.86, abs=0.01)
+    # the kept hairs' thickness change gets its own band (3 % CV until repeats measure it)
+    assert fu["thickness_repeatability_measured"] is False and fu["thickness_noise_pct"] == pytest.approx(8.32, abs=0.01)
+    assert fu["thickness_verdict"].startswith("kept hairs' thickness") and "±8.3 %" in fu["thickness_verdict"]
     # stored in the row, and published with the accepted result (schema 1.1, valid)
     assert station.storage.get_result(cur.id).extra["follow_up"] == fu
     msg = station.storage.outbox_peek(10)[-1]
@@ -207,6 +210,7 @@ def test_repeatability_procedure_stores_a_cv(station):
     cal = station.storage.latest_calibration("repeatability")
     assert cal.data["cv"] == stored["cv"] and len(cal.data["values"]) == 3
     assert not (station.storage.state_dir / followup.FIRST_REPEAT_IMAGE).exists()
+    assert followup.thickness_repeatability(station.storage) == (max(stored["cv_mean_thickness"], 0.005), True)
     rep = followup.repeatability(station.storage)
     assert rep["measured"] and rep["cv"] == pytest.approx(max(stored["cv"], 0.005))
     assert followup.repeatability_status(station.storage)["repeats_done"] == 0

@@ -100,6 +100,7 @@ def test_result_history_and_baseline_choice(auth_client, page_csrf):
     page = auth_client.get(f"/results/{second['id']}").data.decode()
     assert 'id="follow-up"' in page and 'id="fu-kept"' in page and "Density on the overlap" in page
     assert "repeatability not measured" in page and "on target" in page
+    assert 'id="fu-thickness-change"' in page and "noise ±8.3 %" in page  # the kept hairs' thickness has a band too
     assert 'id="follow-up"' not in auth_client.get(f"/results/{first['id']}").data.decode()
     hist = auth_client.get("/history?patient_id=P-0042&zone=crown").data.decode()
     assert 'id="trend-plot"' in hist and 'class="noise-band"' in hist and 'id="trend-verdict"' in hist
