@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 BASELINE_KEY_PREFIX = "followup.baseline/"
 DEFAULT_REPEATABILITY_CV = 0.05  # conservative: repositioning by headband+tape gives CV 2.6-9.8 %
 # of the mean thickness, until the repeat captures measure it: conservative, phantom repeat
-# captures of one spot give 1.5-2.3 % (docs/status.md)
+# captures of one spot give 1.8-2.3 % (docs/status.md)
 DEFAULT_THICKNESS_CV = 0.03
 REPEATS_DEFAULT = 5
 REPEATS_MIN = 3
