@@ -130,8 +130,13 @@ def _capture_raw(station) -> np.ndarray:
 
 def repeatability_status(storage, n_required: int = REPEATS_DEFAULT) -> dict[str, Any]:
     pending = json.loads(storage.get_setting(PENDING_KEY) or "[]")
-    return {"repeats_done": len(pending), "repeats_required": n_required, "pending": pending,
+    return {"repeats_done": len(pending), "repeats_required": n_required, "pending": _without_roots(pending),
             "in_use": repeatability(storage)}
+
+
+def _without_roots(pending: list) -> list:
+    """The repeats as reported: the first one's root points stay internal (registration fallback)."""
+    return [{k: v for k, v in p.items() if k != "roots_px"} for p in pending]
 
 
 def repeatability_step(station, action: str, n_required: int = REPEATS_DEFAULT) -> dict[str, Any]:
@@ -213,7 +218,7 @@ def finish_repeatability(station, pending: list) -> dict[str, Any]:
     thick = [p["mean_thickness_um"] for p in pending if p.get("mean_thickness_um")]
     data = {"cv": float(repeatability_from_repeats(dens)), "cv_hair_count": float(repeatability_from_repeats(counts)),
             "cv_mean_thickness": float(repeatability_from_repeats(thick)) if len(thick) >= 2 else None,
-            "repeats": len(pending), "values": [{k: v for k, v in p.items() if k != "roots_px"} for p in pending],
+            "repeats": len(pending), "values": _without_roots(pending),
             "scale_calibration_id": (station.scale().calibration or {}).get("id"),
             "method": "CV of the density over repeat captures of one spot, lens lifted and re-placed between them"}
     cal = station.storage.add_calibration("repeatability", data)
