@@ -104,6 +104,7 @@ def test_result_history_and_baseline_choice(auth_client, page_csrf):
     assert 'id="follow-up"' not in auth_client.get(f"/results/{first['id']}").data.decode()
     hist = auth_client.get("/history?patient_id=P-0042&zone=crown").data.decode()
     assert 'id="trend-plot"' in hist and 'class="noise-band"' in hist and 'id="trend-verdict"' in hist
+    assert "within noise ±8.3 %" in hist  # the change of mean thickness is qualified too (3 % CV until measured)
     assert "within measurement noise" in hist or "beyond noise" in hist
     assert 'id="rep-not-measured"' in hist and 'class="pt-matched"' in hist
     data = auth_client.get("/api/history?patient_id=P-0042&zone=crown").json

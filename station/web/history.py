@@ -117,6 +117,8 @@ def history(storage: Storage, patient_id: str, zone: str, *, baseline_id: str | 
         "baseline_chosen": bool(baseline and chosen == baseline.id and not baseline_id),
         "trend": trend,
         "repeatability": followup.repeatability(storage),
+        # the band of a change of mean thickness between two captures of an unchanged spot
+        "thickness_noise_pct": round(followup.noise_pct(followup.thickness_repeatability(storage)[0]), 2),
     }
 
 
