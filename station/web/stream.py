@@ -433,7 +433,7 @@ def guidance_from_registration(reg: Any) -> dict[str, Any]:
     """
     if not reg.success:
         return {"state": "not_found", "on_target": False, "success": False, "reason": reg.reason,
-                "message": "baseline spot not in view: move slowly around the area of the baseline photo"}
+                "message": "Move slowly around the area of the baseline photo."}
     m = np.array(reg.matrix_px, dtype=np.float64)
     lin = m[:, :2] / max(float(np.hypot(m[0, 0], m[1, 0])), 1e-9)
     # the offset is in baseline axes; the correction, seen in the live image, is -R^T d
