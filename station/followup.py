@@ -95,14 +95,21 @@ def noise_pct(cv: float) -> float:
     return Z95 * math.sqrt(2.0) * cv * 100.0
 
 
+def _measured_cv(cal, key: str) -> float | None:
+    """The CV ``cal.data[key]`` of a repeatability calibration when it is a fraction in
+    [0, 1], floored at 0.5 % (never claim better); None without one."""
+    v = None if cal is None else cal.data.get(key)
+    return max(float(v), 0.005) if isinstance(v, (int, float)) and 0 <= v <= 1 else None
+
+
 def repeatability(storage) -> dict[str, Any]:
     """The CV the trend uses: the latest measured one, else the documented default."""
     cal = storage.latest_calibration("repeatability")
-    if cal is None or not isinstance(cal.data.get("cv"), (int, float)) or not 0 <= cal.data["cv"] <= 1:
+    cv = _measured_cv(cal, "cv")
+    if cv is None:
         cv = DEFAULT_REPEATABILITY_CV
         return {"cv": cv, "measured": False, "id": None, "created_at": None, "noise_pct": round(noise_pct(cv), 2),
                 "source": f"not measured: conservative default {100 * cv:.0f} %"}
-    cv = max(float(cal.data["cv"]), 0.005)  # never claim better than 0.5 %
     return {"cv": cv, "measured": True, "id": cal.id, "created_at": cal.created_at,
             "repeats": cal.data.get("repeats"), "noise_pct": round(noise_pct(cv), 2),
             "source": f"measured {cal.created_at[:10]} ({cal.data.get('repeats')} repeat captures)"}
@@ -111,11 +118,8 @@ def repeatability(storage) -> dict[str, Any]:
 def thickness_repeatability(storage) -> tuple[float, bool]:
     """CV of the mean thickness over repeat captures (the latest measured one, else
     DEFAULT_THICKNESS_CV) and whether it was measured."""
-    cal = storage.latest_calibration("repeatability")
-    cv = None if cal is None else cal.data.get("cv_mean_thickness")
-    if isinstance(cv, (int, float)) and 0 <= cv <= 1:
-        return max(float(cv), 0.005), True
-    return DEFAULT_THICKNESS_CV, False
+    cv = _measured_cv(storage.latest_calibration("repeatability"), "cv_mean_thickness")
+    return (DEFAULT_THICKNESS_CV, False) if cv is None else (cv, True)
 
 
 def _capture_raw(station) -> np.ndarray:
@@ -160,8 +164,7 @@ def repeatability_step(station, action: str, n_required: int = REPEATS_DEFAULT) 
         image = _capture_raw(station)
         scale = station.scale()
         res = station.analyze(station.flat_field_correct(image), scale.um_per_px)
-        roots = [[round(float(h.root_px[0]), 1), round(float(h.root_px[1]), 1)] for h in res.hairs
-                 if h.root_px is not None]
+        roots = _root_points(res.hairs)
         entry = {"hair_count": int(res.hair_count), "density_per_cm2": round(float(res.density_per_cm2), 3),
                  "mean_thickness_um": None if res.mean_thickness_um is None else round(float(res.mean_thickness_um), 3),
                  "at": utc_now_iso()}
@@ -169,7 +172,7 @@ def repeatability_step(station, action: str, n_required: int = REPEATS_DEFAULT) 
             entry.update(_same_spot_as_first(storage, pending[0], image, roots, scale.um_per_px, len(pending) + 1))
         else:
             write_image_atomic(_first_repeat_path(storage), image, 95)
-            entry["roots_px"] = roots
+            entry["roots_px"] = roots.round(1).tolist()
         pending.append(entry)
         storage.set_setting(PENDING_KEY, json.dumps(pending))
         out = repeatability_status(storage, n_required)
@@ -181,11 +184,16 @@ def repeatability_step(station, action: str, n_required: int = REPEATS_DEFAULT) 
     raise ValueError("action: 'capture' (one repeat), 'finish' (compute and store the CV) or 'reset'")
 
 
+def _root_points(hairs) -> np.ndarray:
+    """(n, 2) px of the hairs' roots where known: the registration's fallback points."""
+    return np.array([h.root_px for h in hairs if h.root_px is not None], float).reshape(-1, 2)
+
+
 def _first_repeat_path(storage) -> Path:
     return storage.state_dir / FIRST_REPEAT_IMAGE
 
 
-def _same_spot_as_first(storage, first: dict, image: np.ndarray, roots: list, um_per_px: float,
+def _same_spot_as_first(storage, first: dict, image: np.ndarray, roots: np.ndarray, um_per_px: float,
                         number: int) -> dict[str, Any]:
     """Register a repeat on the first one: ValueError when it does not show the same spot (a
     repeat of another spot passes the difference between two spots off as the station's
@@ -198,8 +206,8 @@ def _same_spot_as_first(storage, first: dict, image: np.ndarray, roots: list, um
         first_image = read_image(_first_repeat_path(storage))
     except (OSError, ValueError):
         raise ValueError("the first repeat's image is missing: start the repeat captures over") from None
-    reg = register_to_baseline(first_image, image, um_per_px, baseline_points=np.array(first.get("roots_px") or [],
-                               float).reshape(-1, 2), current_points=np.array(roots, float).reshape(-1, 2))
+    reg = register_to_baseline(first_image, image, um_per_px, current_points=roots,
+                               baseline_points=np.array(first.get("roots_px") or [], float).reshape(-1, 2))
     if not reg.success:
         raise ValueError(f"repeat {number} does not show the spot of repeat 1 ({reg.reason}): re-place the lens on "
                          f"that spot and capture repeat {number} again, or start over")
@@ -333,12 +341,8 @@ def compare_to_baseline(station, record, image: np.ndarray, analysis_result) -> 
     base_hairs = hairs_from_dicts((base.analysis or {}).get("hairs") or [])
     cur_hairs = list(analysis_result.hairs)
 
-    def roots(hairs):
-        pts = [h.root_px for h in hairs if h.root_px is not None]
-        return np.array(pts, float).reshape(-1, 2)
-
     reg = register_to_baseline(base_img, image, base.um_per_px, current_um_per_px=record.um_per_px,
-                               baseline_points=roots(base_hairs), current_points=roots(cur_hairs))
+                               baseline_points=_root_points(base_hairs), current_points=_root_points(cur_hairs))
     rd = reg.to_dict()
     out["registration"] = {k: _round(rd.get(k)) for k in REGISTRATION_FIELDS}
     bh, bw = base_img.shape[:2]
@@ -359,12 +363,12 @@ def compare_to_baseline(station, record, image: np.ndarray, analysis_result) -> 
     out["repeatability_cv"], out["repeatability_measured"] = round(rep["cv"], 5), rep["measured"]
     out["noise_pct"] = round(noise, 2)
     cv_t, out["thickness_repeatability_measured"] = thickness_repeatability(storage)
-    out["thickness_noise_pct"] = round(noise_pct(cv_t), 2)
+    t_noise = noise_pct(cv_t)
+    out["thickness_noise_pct"] = round(t_noise, 2)
     t_change = out["hair_match"].get("mean_thickness_change_pct")
     if isinstance(t_change, (int, float)):
-        within = "within measurement noise" if abs(t_change) <= noise_pct(cv_t) else "beyond noise"
-        out["thickness_verdict"] = (f"kept hairs' thickness {t_change:+.1f} %: {within} "
-                                    f"(±{noise_pct(cv_t):.1f} %)")
+        within = "within measurement noise" if abs(t_change) <= t_noise else "beyond noise"
+        out["thickness_verdict"] = f"kept hairs' thickness {t_change:+.1f} %: {within} (±{t_noise:.1f} %)"
     change = out["hair_match"].get("density_change_pct")
     if isinstance(change, (int, float)):
         if abs(change) <= noise:
