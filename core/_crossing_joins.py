@@ -23,7 +23,8 @@ import math
 import numba as nb
 import numpy as np
 
-from ._linking import GAP_DARK_FRACTION, _chains, packed_lengths
+from ._duplicate_traces import packed_lengths
+from ._linking import GAP_DARK_FRACTION, _chains
 
 GAP_UM = 500.0
 FIT_UM = 400.0

@@ -22,24 +22,13 @@ import cv2
 import numpy as np
 
 from core._registration_assign import assign_sparse
-from core._shaft_evidence import profile_agreement
+from core._shaft_evidence import shaft_still_there
 from core._validate import as_gray_float32, check_positive, check_um_per_px
 
 UNMATCHED_COST = 1.0  # leaving a baseline hair unmatched: a pair is kept only if it costs less
 # (cost = (distance / max_distance)² + (angle / max_angle)²: an elliptical gate)
 FRAGMENT_ANGLE_DEG = 8.0  # a piece of a traced-in-two shaft: same direction within this
 FRAGMENT_PERP_UM = 40.0  # ... and on the same line within this
-# an unmatched hair is still there when its cross-sections in the other visit's image
-# correlate with its own (median over a stretch of shaft) at least this well: over the
-# middle 60 % of the shaft, or over the first END_STRETCH_UM from an end (from the root
-# where it is known), which a shaft clipped shorter or grown longer at the next visit
-# still has.  Chosen on phantom pairs (bench_registration section 4, 30 pairs; 20 more,
-# seeds 7000-7019, also re-clipped): with 10 % new units, of the current hairs left
-# unmatched, 173 of 191 that the baseline scene has pass, 5 of 173 really new ones do
-MIDDLE_FRACTION = 0.6
-SAME_PROFILE_MIN_CORRELATION = 0.85
-END_STRETCH_UM = 200.0
-END_MIN_CORRELATION = 0.9  # an end may lie beside another shaft running the same way
 
 
 @dataclass(frozen=True)
@@ -205,47 +194,6 @@ def _check_image(image, size, name: str):
     return gray
 
 
-def _still_there(x: dict, idx: np.ndarray, own: np.ndarray | None, own_m: np.ndarray, other: np.ndarray | None,
-                 other_m: np.ndarray, um: float) -> np.ndarray:
-    """For hairs ``idx`` of ``x`` (in one frame's px; ``own_m`` maps that frame to the image
-    the hairs were found in, ``other_m`` to the other visit's image): does the other image
-    show the same shaft?  Hairs of unknown length are not checked (False), nor is anything
-    without both images."""
-    if own is None or other is None or not len(idx):
-        return np.zeros(len(idx), bool)
-    length = x["length"][idx] / um  # the cross-sections are placed in the hairs' frame
-    seen = np.zeros(len(idx), bool)
-    for centre, span, ang, min_corr in _compared_stretches(x, idx, length, um):
-        r = profile_agreement(own, np.ascontiguousarray(own_m), other, np.ascontiguousarray(other_m),
-                              np.ascontiguousarray(centre[:, 0]), np.ascontiguousarray(centre[:, 1]),
-                              ang, span, x["thick"][idx] / um)
-        seen |= r >= min_corr
-    return seen & (length > 0)
-
-
-def _compared_stretches(x: dict, idx: np.ndarray, length_px: np.ndarray, um: float):
-    """[(centre (n, 2) px, length (n,) px, direction (n,) degrees, least correlation), ...]:
-    the stretches of each hair whose cross-sections are compared; the hair is there when
-    one of them agrees (a stretch of length 0 is skipped).  A hair with a known root: the
-    first END_STRETCH_UM from it (at most 60 % of the shaft).  Without: the middle 60 %
-    and that end stretch at either end (which end is the root is unknown)."""
-    xy, root = x["xy"][idx], x["root"][idx]
-    ang = np.degrees(x["ang"][idx])
-    u = np.stack([np.cos(x["ang"][idx]), -np.sin(x["ang"][idx])], 1)
-    half = (0.5 * length_px)[:, None]
-    end_span = np.minimum(MIDDLE_FRACTION * length_px, END_STRETCH_UM / um)
-    away = xy - root
-    dist = np.hypot(away[:, 0], away[:, 1])
-    rooted = np.isfinite(root[:, 0]) & (dist > 1.0)
-    u_first = np.where(rooted[:, None], away / np.maximum(dist, 1e-9)[:, None], u)
-    first = np.where(rooted[:, None], root, xy - u * half)
-    ang_first = np.where(rooted, np.degrees(np.arctan2(-u_first[:, 1], u_first[:, 0])), ang)
-    unrooted = np.where(rooted, 0.0, 1.0)
-    return [(first + u_first * (0.5 * end_span)[:, None], end_span, ang_first, END_MIN_CORRELATION),
-            (xy + u * half - u * (0.5 * end_span)[:, None], end_span * unrooted, ang, END_MIN_CORRELATION),
-            (xy, MIDDLE_FRACTION * length_px * unrooted, ang, SAME_PROFILE_MIN_CORRELATION)]
-
-
 def _inside(mask: np.ndarray, p: np.ndarray) -> np.ndarray:
     h, w = mask.shape
     xi, yi = np.round(p[:, 0]).astype(np.int64), np.round(p[:, 1]).astype(np.int64)
@@ -407,8 +355,8 @@ def match_hairs(baseline_hairs, current_hairs, registration, *, image_size_px, u
     lost, new = lost[~frag_b], new[~frag_c]
     # a hair the other visit's image still shows was missed there, not lost or gained
     identity, to_current = np.array([[1.0, 0, 0], [0, 1.0, 0]]), cv2.invertAffineTransform(m)
-    seen_b = _still_there(b, lost, bgray, identity, cgray, to_current, um)
-    seen_c = _still_there(cb, new, cgray, to_current, bgray, identity, um)
+    seen_b = shaft_still_there(b, lost, bgray, identity, cgray, to_current, um)
+    seen_c = shaft_still_there(cb, new, cgray, to_current, bgray, identity, um)
     n_seen_b, n_seen_c = int(seen_b.sum()), int(seen_c.sum())
     lost, new = lost[~seen_b], new[~seen_c]
     n_base = int(in_b.sum()) + n_seen_c

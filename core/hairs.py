@@ -15,7 +15,7 @@ import math
 import cv2
 import numpy as np
 
-from . import _linking
+from . import _duplicate_traces, _linking
 from ._beside import Beside
 from ._crossing_joins import join_across_crossings
 from ._ridge_kernels import (merge_level, non_max_suppress, polarity_counts, relative_to_background, ridge_response,
@@ -213,8 +213,8 @@ def trace_lines(contrast, valid, dark, um_per_det_px, factor, min_length_um=0.0,
     lp, ls, wl = _linking.join_chains(pts, starts, frag_len, widths, end_pos, idx, rev, cst, min_det, 2)
     if join_long_pieces:
         lp, ls, wl = join_across_crossings(lp, ls, wl, contrast, dark, um_per_det_px)
-    keep = _linking.drop_duplicates(lp, ls, wl)
-    lengths = _linking.packed_lengths(lp, ls)
+    keep = _duplicate_traces.drop_duplicates(lp, ls, wl)
+    lengths = _duplicate_traces.packed_lengths(lp, ls)
     keep = keep[lengths[keep] >= min_det]
     full = (lp + 0.5) * factor - 0.5
     lines = [full[ls[i]:ls[i + 1]] for i in keep]

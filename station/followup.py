@@ -1,4 +1,4 @@
-"""Follow-up visits, station side: the baseline visit, comparison of a capture with it, repeatability.
+"""Follow-up visits, station side: the baseline visit, comparison of a capture with it, the noise band.
 
 - Baseline per (patient, zone): the visit the technician chose ("make baseline", stored
   in the settings table under ``baseline_key``), else the first accepted visit.
@@ -7,34 +7,24 @@
   to one on the overlap (``core.hair_matching``) and lists what differs from the baseline
   visit's conditions (calibration, flat field, lighting, hair length, image quality).  The
   dict goes into ``record.extra["follow_up"]`` and into the MQTT payload (``follow_up``).
-- Repeatability: N repeat captures of one spot, lifting and re-placing the lens between
-  them; the CV of the density (``core.trend.repeatability_from_repeats``) is stored as a
-  "repeatability" calibration; the trend's noise band uses the latest one, or
-  ``DEFAULT_REPEATABILITY_CV`` (5 %, flagged "not measured") when none is stored.
+- Repeatability: the CV stored by the repeat captures (``station.repeat_captures``); the
+  trend's noise band uses the latest one, or ``DEFAULT_REPEATABILITY_CV`` (5 %, flagged
+  "not measured") when none is stored.
 """
 from __future__ import annotations
 
-import json
-import logging
 import math
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 BASELINE_KEY_PREFIX = "followup.baseline/"
 DEFAULT_REPEATABILITY_CV = 0.05  # conservative: repositioning by headband+tape gives CV 2.6-9.8 %
 # of the mean thickness, until the repeat captures measure it: conservative, phantom repeat
 # captures of one spot give 1.8-2.3 % (docs/status.md)
 DEFAULT_THICKNESS_CV = 0.03
-REPEATS_DEFAULT = 5
-REPEATS_MIN = 3
-PENDING_KEY = "followup.repeatability.pending"
-FIRST_REPEAT_IMAGE = "repeatability-first.jpg"  # in the state directory, while repeats are pending
 Z95 = 1.96
 
 # Conditions that make a comparison with the baseline doubtful
@@ -102,138 +92,31 @@ def _measured_cv(cal, key: str) -> float | None:
     return max(float(v), 0.005) if isinstance(v, (int, float)) and 0 <= v <= 1 else None
 
 
-def repeatability(storage) -> dict[str, Any]:
-    """The CV the trend uses: the latest measured one, else the documented default."""
+def repeatabilities(storage) -> tuple[dict[str, Any], float, bool]:
+    """From one read of the latest repeatability calibration: the density CV the trend uses
+    (``repeatability``'s dict) and the mean-thickness CV with whether it was measured
+    (else ``DEFAULT_THICKNESS_CV``)."""
     cal = storage.latest_calibration("repeatability")
+    cv_t = _measured_cv(cal, "cv_mean_thickness")
+    thickness = (DEFAULT_THICKNESS_CV, False) if cv_t is None else (cv_t, True)
     cv = _measured_cv(cal, "cv")
     if cv is None:
         cv = DEFAULT_REPEATABILITY_CV
-        return {"cv": cv, "measured": False, "id": None, "created_at": None, "noise_pct": round(noise_pct(cv), 2),
-                "source": f"not measured: conservative default {100 * cv:.0f} %"}
-    return {"cv": cv, "measured": True, "id": cal.id, "created_at": cal.created_at,
-            "repeats": cal.data.get("repeats"), "noise_pct": round(noise_pct(cv), 2),
-            "source": f"measured {cal.created_at[:10]} ({cal.data.get('repeats')} repeat captures)"}
+        return ({"cv": cv, "measured": False, "id": None, "created_at": None, "noise_pct": round(noise_pct(cv), 2),
+                 "source": f"not measured: conservative default {100 * cv:.0f} %"}, *thickness)
+    return ({"cv": cv, "measured": True, "id": cal.id, "created_at": cal.created_at,
+             "repeats": cal.data.get("repeats"), "noise_pct": round(noise_pct(cv), 2),
+             "source": f"measured {cal.created_at[:10]} ({cal.data.get('repeats')} repeat captures)"}, *thickness)
 
 
-def thickness_repeatability(storage) -> tuple[float, bool]:
-    """CV of the mean thickness over repeat captures (the latest measured one, else
-    DEFAULT_THICKNESS_CV) and whether it was measured."""
-    cv = _measured_cv(storage.latest_calibration("repeatability"), "cv_mean_thickness")
-    return (DEFAULT_THICKNESS_CV, False) if cv is None else (cv, True)
+def repeatability(storage) -> dict[str, Any]:
+    """The CV the trend uses: the latest measured one, else the documented default."""
+    return repeatabilities(storage)[0]
 
 
-def _capture_raw(station) -> np.ndarray:
-    station.acquire_light()
-    try:
-        with station._camera_lock:
-            frame = station.camera.capture()
-    finally:
-        station.release_light()
-    return frame.image
-
-
-def repeatability_status(storage, n_required: int = REPEATS_DEFAULT) -> dict[str, Any]:
-    pending = json.loads(storage.get_setting(PENDING_KEY) or "[]")
-    return {"repeats_done": len(pending), "repeats_required": n_required, "pending": _without_roots(pending),
-            "in_use": repeatability(storage)}
-
-
-def _without_roots(pending: list) -> list:
-    """The repeats as reported: the first one's root points stay internal (registration fallback)."""
-    return [{k: v for k, v in p.items() if k != "roots_px"} for p in pending]
-
-
-def repeatability_step(station, action: str, n_required: int = REPEATS_DEFAULT) -> dict[str, Any]:
-    """One step of the repeat-capture procedure.
-
-    action "capture": capture and analyse one repeat (the technician lifts and re-places the
-    lens before each); "finish": compute the CV of the repeats (at least ``REPEATS_MIN``) and
-    store it as a "repeatability" calibration; "reset": drop the repeats taken so far.
-    Returns the procedure's status (and ``stored`` after "finish").  ValueError on misuse.
-    """
-    from station.imageio import write_image_atomic
-    from station.records import utc_now_iso
-
-    storage = station.storage
-    pending = json.loads(storage.get_setting(PENDING_KEY) or "[]")
-    if action == "reset":
-        storage.set_setting(PENDING_KEY, "[]")
-        _first_repeat_path(storage).unlink(missing_ok=True)
-        return repeatability_status(storage, n_required)
-    if action == "capture":
-        image = _capture_raw(station)
-        scale = station.scale()
-        res = station.analyze(station.flat_field_correct(image), scale.um_per_px)
-        roots = _root_points(res.hairs)
-        entry = {"hair_count": int(res.hair_count), "density_per_cm2": round(float(res.density_per_cm2), 3),
-                 "mean_thickness_um": None if res.mean_thickness_um is None else round(float(res.mean_thickness_um), 3),
-                 "at": utc_now_iso()}
-        if pending:
-            entry.update(_same_spot_as_first(storage, pending[0], image, roots, scale.um_per_px, len(pending) + 1))
-        else:
-            write_image_atomic(_first_repeat_path(storage), image, 95)
-            entry["roots_px"] = roots.round(1).tolist()
-        pending.append(entry)
-        storage.set_setting(PENDING_KEY, json.dumps(pending))
-        out = repeatability_status(storage, n_required)
-        if len(pending) >= n_required:
-            out.update(finish_repeatability(station, pending))
-        return out
-    if action == "finish":
-        return {**repeatability_status(storage, n_required), **finish_repeatability(station, pending)}
-    raise ValueError("action: 'capture' (one repeat), 'finish' (compute and store the CV) or 'reset'")
-
-
-def _root_points(hairs) -> np.ndarray:
+def root_points(hairs) -> np.ndarray:
     """(n, 2) px of the hairs' roots where known: the registration's fallback points."""
     return np.array([h.root_px for h in hairs if h.root_px is not None], float).reshape(-1, 2)
-
-
-def _first_repeat_path(storage) -> Path:
-    return storage.state_dir / FIRST_REPEAT_IMAGE
-
-
-def _same_spot_as_first(storage, first: dict, image: np.ndarray, roots: np.ndarray, um_per_px: float,
-                        number: int) -> dict[str, Any]:
-    """Register a repeat on the first one: ValueError when it does not show the same spot (a
-    repeat of another spot passes the difference between two spots off as the station's
-    noise: CV 26 % from the demo's unrelated frames), else its offset and rotation from the
-    first."""
-    from core.registration import register_to_baseline
-    from station.imageio import read_image
-
-    try:
-        first_image = read_image(_first_repeat_path(storage))
-    except (OSError, ValueError):
-        raise ValueError("the first repeat's image is missing: start the repeat captures over") from None
-    reg = register_to_baseline(first_image, image, um_per_px, current_points=roots,
-                               baseline_points=np.array(first.get("roots_px") or [], float).reshape(-1, 2))
-    if not reg.success:
-        raise ValueError(f"repeat {number} does not show the spot of repeat 1 ({reg.reason}): re-place the lens on "
-                         f"that spot and capture repeat {number} again, or start over")
-    return {"offset_um": round(reg.offset_um, 1), "rotation_deg": round(reg.rotation_deg, 2)}
-
-
-def finish_repeatability(station, pending: list) -> dict[str, Any]:
-    from core.trend import repeatability_from_repeats
-
-    if len(pending) < REPEATS_MIN:
-        raise ValueError(f"{len(pending)} repeat capture(s) taken; at least {REPEATS_MIN} are needed")
-    dens = [float(p["density_per_cm2"]) for p in pending]
-    counts = [float(p["hair_count"]) for p in pending]
-    if min(dens) <= 0 or min(counts) <= 0:
-        raise ValueError("a repeat capture found no hairs; capture a spot with hair")
-    thick = [p["mean_thickness_um"] for p in pending if p.get("mean_thickness_um")]
-    data = {"cv": float(repeatability_from_repeats(dens)), "cv_hair_count": float(repeatability_from_repeats(counts)),
-            "cv_mean_thickness": float(repeatability_from_repeats(thick)) if len(thick) >= 2 else None,
-            "repeats": len(pending), "values": _without_roots(pending),
-            "scale_calibration_id": (station.scale().calibration or {}).get("id"),
-            "method": "CV of the density over repeat captures of one spot, lens lifted and re-placed between them"}
-    cal = station.storage.add_calibration("repeatability", data)
-    station.storage.set_setting(PENDING_KEY, "[]")
-    _first_repeat_path(station.storage).unlink(missing_ok=True)
-    log.info("repeatability %s: CV %.2f %% over %d repeats", cal.id, 100 * data["cv"], len(pending))
-    return {"stored": {"id": cal.id, "created_at": cal.created_at, **data}}
 
 
 # -- comparison of a capture with the baseline ---------------------------------------------------
@@ -342,7 +225,7 @@ def compare_to_baseline(station, record, image: np.ndarray, analysis_result) -> 
     cur_hairs = list(analysis_result.hairs)
 
     reg = register_to_baseline(base_img, image, base.um_per_px, current_um_per_px=record.um_per_px,
-                               baseline_points=_root_points(base_hairs), current_points=_root_points(cur_hairs))
+                               baseline_points=root_points(base_hairs), current_points=root_points(cur_hairs))
     rd = reg.to_dict()
     out["registration"] = {k: _round(rd.get(k)) for k in REGISTRATION_FIELDS}
     bh, bw = base_img.shape[:2]
@@ -358,11 +241,10 @@ def compare_to_baseline(station, record, image: np.ndarray, analysis_result) -> 
         out["hair_match"] = {k: _round(hm.get(k)) for k in HAIR_MATCH_FIELDS}
     else:
         out["hair_match"] = {"success": False, "reason": f"registration failed: {reg.reason}"}
-    rep = repeatability(storage)
+    rep, cv_t, out["thickness_repeatability_measured"] = repeatabilities(storage)
     noise = noise_pct(rep["cv"])
     out["repeatability_cv"], out["repeatability_measured"] = round(rep["cv"], 5), rep["measured"]
     out["noise_pct"] = round(noise, 2)
-    cv_t, out["thickness_repeatability_measured"] = thickness_repeatability(storage)
     t_noise = noise_pct(cv_t)
     out["thickness_noise_pct"] = round(t_noise, 2)
     t_change = out["hair_match"].get("mean_thickness_change_pct")
@@ -403,15 +285,15 @@ def matched_change(follow_up: Any, baseline_id: str | None) -> float | None:
     return float(v) if hm.get("success") and isinstance(v, (int, float)) else None
 
 
-def trend(storage, visits: list[dict], baseline_id: str | None) -> dict[str, Any] | None:
-    """The honest trend over accepted visits from the baseline on (``core.trend.follow_up_trend``).
+def trend(rep: dict[str, Any], visits: list[dict], baseline_id: str | None) -> dict[str, Any] | None:
+    """The honest trend over accepted visits from the baseline on (``core.trend.follow_up_trend``),
+    its noise band from ``rep`` (``repeatability``'s dict).
 
     ``visits`` are history rows (``station.web.history.visit_json``) with ``follow_up``.
     Visits before the baseline are not part of the trend.
     """
     from core.trend import follow_up_trend
 
-    rep = repeatability(storage)
     acc = [v for v in visits if v.get("status") == "accepted" and isinstance(v.get("density_per_cm2"), (int, float))]
     idx = next((k for k, v in enumerate(acc) if v["id"] == baseline_id), None)
     if idx is None:

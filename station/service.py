@@ -118,6 +118,16 @@ class Station:
             if self._light_users == 0 and self.lighting is not None:
                 self.lighting.off()
 
+    def capture_still(self) -> Frame:
+        """One full-resolution frame with the LED ring on; nothing analysed or stored.
+        CameraError when the camera fails or stalls."""
+        self.acquire_light()
+        try:
+            with self._camera_lock:
+                return self.camera.capture()
+        finally:
+            self.release_light()
+
     # -- preview ------------------------------------------------------------------------
     def _frame_loop(self) -> None:
         while not self._stop.is_set():
@@ -206,12 +216,7 @@ class Station:
         accepts or retakes); True accepts it anyway; False always leaves it pending.
         """
         patient_id, zone, note = check_patient_id(patient_id), check_zone(zone), check_note(note)
-        self.acquire_light()
-        try:
-            with self._camera_lock:
-                frame = self.camera.capture()
-        finally:
-            self.release_light()
+        frame = self.capture_still()
         captured_at = utc_now_iso()
         scale = self.scale()
         t0 = time.perf_counter()

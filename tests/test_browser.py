@@ -6,6 +6,7 @@ Screenshots go to /tmp/tricho-screens/ for a person to look at.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -185,12 +186,13 @@ def test_technician_session(browser, live_server, record_property):
     assert preview.viewers == 0 and not preview.encoding
 
 
-def test_calibration_from_the_station_page(browser, tmp_path, cards_dir):
-    """Grid card → scale; white card → reference; dimmer white card → drift shown. The warning goes away."""
+@contextlib.contextmanager
+def station_page(browser, tmp_path, frames_dir):
+    """A station of its own replaying ``frames_dir``, and a logged-in page on /station."""
     from station.service import Station
     from tests.conftest import build_app, make_config, start_live_server
 
-    cfg = make_config(tmp_path / "state", cards_dir)
+    cfg = make_config(tmp_path / "state", frames_dir)
     station = Station(cfg)
     station.start()
     srv = start_live_server(build_app(cfg, station))
@@ -201,6 +203,16 @@ def test_calibration_from_the_station_page(browser, tmp_path, cards_dir):
             page.fill("#password", PASSWORD)
             page.click("button[type=submit]")
             page.wait_for_url("**/station", timeout=10_000)
+        yield page
+    finally:
+        page.close()
+        srv.close()
+        station.stop()
+
+
+def test_calibration_from_the_station_page(browser, tmp_path, cards_dir):
+    """Grid card → scale; white card → reference; dimmer white card → drift shown. The warning goes away."""
+    with station_page(browser, tmp_path, cards_dir) as page:
         assert page.locator(".banner.warn").count() == 1
         page.fill("#pitch_um", "500")
         page.click("text=Place the grid card, then calibrate")
@@ -215,7 +227,21 @@ def test_calibration_from_the_station_page(browser, tmp_path, cards_dir):
         assert "DRIFT" in page.locator("#lighting-check").inner_text()
         assert "lighting drift" in page.locator(".banner.warn").inner_text()  # and on every page until fixed
         shot(page, "09-station-calibrated")
-    finally:
-        page.close()
-        srv.close()
-        station.stop()
+
+
+def test_a_refused_repeat_is_reported_in_view(browser, tmp_path, frames_dir):
+    """The Station page returns scrolled to the repeat-capture card: the refusal of a repeat that
+    shows another spot must be in that card and on screen, not in a banner scrolled out of view."""
+    with station_page(browser, tmp_path, frames_dir) as page:  # captures cycle through unrelated frames
+        page.click("text=Capture repeat 1")
+        page.wait_for_load_state("load")
+        assert "Repeat 1 of 5 captured" in page.locator("#repeatability .banner.ok").inner_text()
+        page.click("text=Capture repeat 2")
+        page.wait_for_load_state("load")
+        refused = page.locator("#repeatability .banner.bad")
+        assert "Repeat 2 does not show the spot of repeat 1" in refused.inner_text()
+        box, view = refused.bounding_box(), page.viewport_size
+        assert box["y"] >= 0 and box["y"] + box["height"] <= view["height"], (box, view)
+        assert "Repeats taken: 1 of 5" in page.locator("#rep-progress").inner_text()
+        assert page.locator("body > .banner.bad").count() == 0  # said once, where the technician looks
+        shot(page, "10-repeat-refused", full_page=False)

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from station import followup, payload
+from station import followup, payload, repeat_captures
 from tests.conftest import make_config
 from tests.phantoms.generator import render_phantom
 from tests.phantoms.sets import draw_spec
@@ -194,27 +194,27 @@ def test_repeatability_procedure_stores_a_cv(station):
     assert followup.repeatability(station.storage) == pytest.approx(
         {**followup.repeatability(station.storage), "cv": 0.05, "measured": False})
     with pytest.raises(ValueError, match="at least 3"):
-        followup.repeatability_step(station, "finish")
+        repeat_captures.repeatability_step(station, "finish")
     for k in range(2):  # the baseline scene, then the same spot 0.36 mm / 4 degrees off
-        out = followup.repeatability_step(station, "capture", n_required=3)
+        out = repeat_captures.repeatability_step(station, "capture", n_required=3)
         assert out["repeats_done"] == k + 1 and "stored" not in out
     # another spot is refused, not averaged in: it would pass the technician's re-finding
     # error off as the station's noise
     with pytest.raises(ValueError, match="repeat 3 does not show the spot of repeat 1"):
-        followup.repeatability_step(station, "capture", n_required=3)
-    status = followup.repeatability_status(station.storage)
+        repeat_captures.repeatability_step(station, "capture", n_required=3)
+    status = repeat_captures.repeatability_status(station.storage)
     assert status["repeats_done"] == 2 and all("roots_px" not in p for p in status["pending"])
-    out = followup.repeatability_step(station, "capture", n_required=3)  # the camera is back on the spot
+    out = repeat_captures.repeatability_step(station, "capture", n_required=3)  # the camera is back on the spot
     stored = out["stored"]
     assert stored["repeats"] == 3 and 0 < stored["cv"] < 1 and stored["cv_hair_count"] > 0
     assert 250 < stored["values"][1]["offset_um"] < 470 and abs(stored["values"][1]["rotation_deg"]) > 3
     cal = station.storage.latest_calibration("repeatability")
     assert cal.data["cv"] == stored["cv"] and len(cal.data["values"]) == 3
-    assert not (station.storage.state_dir / followup.FIRST_REPEAT_IMAGE).exists()
-    assert followup.thickness_repeatability(station.storage) == (max(stored["cv_mean_thickness"], 0.005), True)
+    assert not (station.storage.state_dir / repeat_captures.FIRST_REPEAT_IMAGE).exists()
+    assert followup.repeatabilities(station.storage)[1:] == (max(stored["cv_mean_thickness"], 0.005), True)
     rep = followup.repeatability(station.storage)
     assert rep["measured"] and rep["cv"] == pytest.approx(max(stored["cv"], 0.005))
-    assert followup.repeatability_status(station.storage)["repeats_done"] == 0
+    assert repeat_captures.repeatability_status(station.storage)["repeats_done"] == 0
 
 
 def _rec(**kw):

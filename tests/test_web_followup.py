@@ -215,7 +215,7 @@ def test_trend_svg_band_noise_and_points():
 def test_guidance_when_the_spot_is_not_in_view():
     # the page titles this state "Baseline spot not in view": the message says what to do, once
     from core.registration import _failure
-    from station.web.stream import guidance_from_registration
+    from station.web.live_analysis import guidance_from_registration
 
     g = guidance_from_registration(_failure("no consistent transform", 200.0, 3.0))
     assert g["state"] == "not_found" and not g["success"] and g["reason"] == "no consistent transform"

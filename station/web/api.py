@@ -321,22 +321,22 @@ def calibrate_flat_field():
 @bp.get("/calibration/repeatability")
 @require_auth
 def repeatability_status():
-    from station import followup
+    from station import repeat_captures
 
-    return jsonify(followup.repeatability_status(get_station().storage))
+    return jsonify(repeat_captures.repeatability_status(get_station().storage))
 
 
 @bp.post("/calibration/repeatability")
 @require_auth
 def repeatability_step():
     """One step of the repeat-capture procedure: {"action": "capture" | "finish" | "reset"}."""
-    from station import followup
+    from station import repeat_captures
 
     body = optional_json_object()
     if body is None:
         return error(400, 'body must be a JSON object such as {"action": "capture"}')
     try:
-        out = followup.repeatability_step(get_station(), body.get("action", "capture"))
+        out = repeat_captures.repeatability_step(get_station(), body.get("action", "capture"))
     except ValueError as exc:
         return error(422, str(exc))
     except (CameraError, StorageError) as exc:

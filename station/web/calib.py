@@ -30,17 +30,7 @@ class CalibrationFailed(ValueError):
 
 def capture_raw(station: Any) -> np.ndarray:
     """One full-resolution frame, with the LED ring on (no analysis, nothing stored)."""
-    station.acquire_light()
-    try:
-        lock = getattr(station, "_camera_lock", None)
-        if lock is not None:
-            with lock:
-                frame = station.camera.capture()
-        else:
-            frame = station.camera.capture()
-    finally:
-        station.release_light()
-    return frame.image
+    return station.capture_still().image
 
 
 def _plain(value: Any) -> Any:

@@ -101,7 +101,8 @@ def history(storage: Storage, patient_id: str, zone: str, *, baseline_id: str | 
             raise KeyError(baseline_id)
         baseline = chosen[0]
     visits = [visit_json(r, baseline) for r in records]
-    trend = followup.trend(storage, visits, baseline.id) if baseline else None
+    rep, thickness_cv, _ = followup.repeatabilities(storage)
+    trend = followup.trend(rep, visits, baseline.id) if baseline else None
     by_id = {row["id"]: row for row in (trend or {}).get("visits", [])}
     for v in visits:
         row = by_id.get(v["id"])
@@ -116,9 +117,9 @@ def history(storage: Storage, patient_id: str, zone: str, *, baseline_id: str | 
         "accepted_visits": len(accepted),
         "baseline_chosen": bool(baseline and chosen == baseline.id and not baseline_id),
         "trend": trend,
-        "repeatability": followup.repeatability(storage),
+        "repeatability": rep,
         # the band of a change of mean thickness between two captures of an unchanged spot
-        "thickness_noise_pct": round(followup.noise_pct(followup.thickness_repeatability(storage)[0]), 2),
+        "thickness_noise_pct": round(followup.noise_pct(thickness_cv), 2),
     }
 
 

@@ -233,38 +233,46 @@ def history_csv():
 @bp.get("/station")
 @login_required
 def station_page():
+    from station import repeat_captures
     from station.web import calib
-
-    from station import followup
 
     station = get_station()
     return render_template("station.html", st=station.status(), cal=calib.overview(station),
-                           preview=_preview().live(), rep=followup.repeatability_status(station.storage))
+                           preview=_preview().live(), rep=repeat_captures.repeatability_status(station.storage))
+
+
+# The procedure's messages are shown in its card: the page returns scrolled to the card, where
+# a banner at the top would be out of view and a refused repeat would look like nothing happened
+REPEAT_OK, REPEAT_ERROR = "repeatability", "repeatability-error"
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 @bp.post("/station/repeatability/<any('capture', 'finish', 'reset'):action>")
 @login_required
 def repeatability(action: str):
     """The repeat-capture procedure: N captures of one spot, lens lifted and re-placed between them."""
-    from station import followup
+    from station import followup, repeat_captures
 
     try:
-        out = followup.repeatability_step(get_station(), action)
+        out = repeat_captures.repeatability_step(get_station(), action)
         if "stored" in out:
             d = out["stored"]
             flash(f"Repeatability stored: CV {100 * d['cv']:.1f} % of the density over {d['repeats']} repeat captures "
-                  f"(noise band ±{followup.noise_pct(d['cv']):.1f} % for a change).")
+                  f"(noise band ±{followup.noise_pct(d['cv']):.1f} % for a change).", REPEAT_OK)
         elif action == "capture":
             flash(f"Repeat {out['repeats_done']} of {out['repeats_required']} captured. Lift the lens, re-place it "
-                  "on the same spot, then capture the next repeat.")
+                  "on the same spot, then capture the next repeat.", REPEAT_OK)
         elif action == "reset":
-            flash("Repeat captures discarded.")
+            flash("Repeat captures discarded.", REPEAT_OK)
     except ValueError as exc:
-        flash(str(exc), "error")
+        flash(_sentence(str(exc)), REPEAT_ERROR)
     except CameraError as exc:
-        flash(f"Camera problem: {exc}", "error")
+        flash(f"Camera problem: {exc}", REPEAT_ERROR)
     except StorageError as exc:
-        flash(f"Could not store the repeatability: {exc}", "error")
+        flash(f"Could not store the repeatability: {exc}", REPEAT_ERROR)
     return redirect(url_for("pages.station_page") + "#repeatability")
 
 
