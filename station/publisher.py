@@ -6,7 +6,12 @@ in-memory queue is never relied on: at most ``max_inflight`` messages are handed
 paho at a time, in outbox order, and every connection is a fresh client with
 clean_start=True, so after any reconnect the publisher restarts from the oldest row not
 yet acknowledged (the same bytes, hence the same result ``id``: delivery is at least
-once and consumers de-duplicate by ``id``).
+once and consumers de-duplicate by ``id``).  After the broker refused a result (a
+PUBACK failure such as an ACL refusal), one message at a time is sent until one is
+accepted: were a window in flight when the broker changes its mind (ACL reloaded), a
+later result could be accepted before the refused one.  Results share one topic, so a
+refusal of one is a refusal of all; an image's topic is its own and a broker may refuse
+images only, so a refused image does not hold the others back.
 
 One thread owns the connection and drives paho's ``loop()`` itself, so all callbacks
 run in that thread.  Topics (prefix default ``tricho``):
@@ -80,12 +85,13 @@ class OutboxPublisher:
         self.last_delivered_at: str | None = None
         self.delivered = 0  # PUBACKed messages since start (results and images)
         self.connects = 0
-        self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
+        self._inflight: dict[int, tuple[int, bool]] = {}  # paho mid -> (outbox seq, is a result)
         self._last_sent = 0  # highest seq handed to paho on this connection
         self._status_mid: int | None = None
         self._status_acked = False
         self._refused = False
         self._retry = False  # a PUBACK failed: reconnect and resend from the oldest row
+        self._probing = False  # a result was refused: one message in flight until one is accepted
         self._fill_needed = False
         self._fallback = False
         # Acknowledged by the broker but not yet removed (disk full): not resent, deletion retried.
@@ -261,7 +267,7 @@ class OutboxPublisher:
 
     def _fill(self, client: mqtt.Client) -> None:
         """Hand the next outbox rows to paho, in seq order, up to ``max_inflight`` unacknowledged."""
-        room = self.max_inflight - len(self._inflight)
+        room = (1 if self._probing else self.max_inflight) - len(self._inflight)
         if room <= 0 or len(self._undeleted) >= 256:
             return  # window full, or the disk is full: wait until delivered rows can be removed
         try:
@@ -287,7 +293,7 @@ class OutboxPublisher:
                 self._error(f"publishing outbox message {msg.seq} failed: {mqtt.error_string(info.rc)}")
                 self._retry = True
                 return
-            self._inflight[info.mid] = msg.seq
+            self._inflight[info.mid] = (msg.seq, msg.topic_suffix == "results")
             self._last_sent = msg.seq
             room -= 1
             try:
@@ -336,14 +342,17 @@ class OutboxPublisher:
         if mid == self._status_mid:
             self._status_acked = True
             return
-        seq = self._inflight.pop(mid, None)
-        if seq is None:
+        sent = self._inflight.pop(mid, None)
+        if sent is None:
             return
+        seq, is_result = sent
         if getattr(reason_code, "is_failure", False):
             # e.g. 0x87 Not authorized (broker ACL): keep the row, reconnect later, resend from the oldest.
             self._error(f"broker rejected outbox message {seq} ({reason_code}); kept in the outbox, retrying later")
             self._retry = True
+            self._probing = is_result
             return
+        self._probing = False
         self._delivered(seq)
         self._fill_needed = True
 

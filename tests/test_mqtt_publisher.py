@@ -219,7 +219,7 @@ def test_rejected_credentials_keep_the_results(tmp_path):
 
 
 def test_puback_failure_reason_code_keeps_the_row(tmp_path):
-    """MQTT 5: a PUBACK with 0x87 (not authorized by the ACL) must not delete the outbox row."""
+    """MQTT 5: a PUBACK with 0x87 (not authorized by the ACL) must not delete the outbox row, nor let a later one overtake it."""
     deny = "user station\ntopic write tricho/st-acl/status\n\nuser clinic\ntopic read tricho/#\n"
     allow = "user station\ntopic readwrite tricho/st-acl/#\n\nuser clinic\ntopic read tricho/#\n"
     b = Broker(tmp_path / "broker", users={"station": "pw", "clinic": "pw"}, acl=deny)
@@ -233,7 +233,10 @@ def test_puback_failure_reason_code_keeps_the_row(tmp_path):
             pub.wake()
             wait_for(lambda: "rejected" in (pub.status()["last_error"] or ""), 10, "a PUBACK failure in status")
             assert "Not authorized" in pub.status()["last_error"]
-            time.sleep(0.5)
+            # While refused, only the oldest row is retried: were later rows in flight when the
+            # clinic fixes its ACL, one of them could be accepted before the refused oldest.
+            wait_for(lambda: storage.outbox_peek(limit=1)[0].attempts >= 3, 10, "the oldest row retried")
+            assert all(m.attempts <= 1 for m in storage.outbox_peek(limit=10)[1:])
             assert storage.outbox_count() == 4 and consumer.sub.db.count() == 0
             assert all(r.published_at is None for r in storage.list_results())
             b.set_acl(allow)  # the clinic fixes its ACL; the station retries by itself
@@ -243,6 +246,31 @@ def test_puback_failure_reason_code_keeps_the_row(tmp_path):
             assert_exactly_once_in_order(consumer, storage, "st-acl")
     storage.close()
 
+
+
+def test_refused_images_do_not_hold_results_back(tmp_path):
+    """A clinic whose ACL takes results but not images still gets every result, in order; images stay queued."""
+    acl = ("user station\ntopic write tricho/st-img/status\ntopic write tricho/st-img/results\n\n"
+           "user clinic\ntopic read tricho/#\n")
+    b = Broker(tmp_path / "broker", users={"station": "pw", "clinic": "pw"}, acl=acl)
+    storage = Storage(tmp_path / "st")
+    with b:
+        with ConsumerThread(b.port, tmp_path / "c.sqlite3", username="clinic", password="pw") as consumer:
+            pub = fast_publisher(mqtt_config(b, username="station", password="pw", publish_images=True),
+                                 "st-img", storage)
+            pub.start()
+            add_result(storage, "st-img", 0, image_jpeg=b"\xff\xd8jpeg0")
+            pub.wake()
+            wait_for(lambda: "rejected" in (pub.status()["last_error"] or ""), 10, "the first image refused")
+            for i in range(1, 6):  # captured while the oldest row is a refused image
+                add_result(storage, "st-img", i, image_jpeg=b"\xff\xd8jpeg%d" % i)
+                pub.wake()
+            wait_for(lambda: consumer.sub.db.count() == 6, 20, "6 results past the refused images")
+            pub.stop()
+            assert_exactly_once_in_order(consumer, storage, "st-img")
+            left = storage.outbox_peek(limit=20)
+            assert len(left) == 6 and all(m.topic_suffix.startswith("images/") for m in left)
+    storage.close()
 
 def test_load_ten_stations_burst(broker, tmp_path):
     stations, per_station = 10, 100
