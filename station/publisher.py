@@ -92,6 +92,7 @@ class OutboxPublisher:
         self._refused = False
         self._retry = False  # a PUBACK failed: reconnect and resend from the oldest row
         self._probing = False  # a result was refused: one message in flight until one is accepted
+        self.refused: dict[str, str] = {}  # "results"/"images" -> reason, while the broker refuses that kind
         self._fill_needed = False
         self._fallback = False
         # Acknowledged by the broker but not yet removed (disk full): not resent, deletion retried.
@@ -140,6 +141,8 @@ class OutboxPublisher:
             "last_error": self.last_error,
             "last_delivered_at": self.last_delivered_at,
             "in_flight": len(self._inflight),
+            "refused": dict(self.refused),
+            "topics": f"{self._base}/#",
             "protocol": "MQTT 5" if self.protocol == mqtt.MQTTv5 else "MQTT 3.1.1",
         }
 
@@ -346,13 +349,16 @@ class OutboxPublisher:
         if sent is None:
             return
         seq, is_result = sent
+        kind = "results" if is_result else "images"
         if getattr(reason_code, "is_failure", False):
+            self.refused[kind] = str(reason_code)
             # e.g. 0x87 Not authorized (broker ACL): keep the row, reconnect later, resend from the oldest.
             self._error(f"broker rejected outbox message {seq} ({reason_code}); kept in the outbox, retrying later")
             self._retry = True
             self._probing = is_result
             return
         self._probing = False
+        self.refused.pop(kind, None)
         self._delivered(seq)
         self._fill_needed = True
 

@@ -295,6 +295,9 @@ class Station:
         if not self.preview_healthy and self.started_at:
             warnings.append(f"camera: {self._frame_error or 'preview not running'}")
         mqtt = self.publisher.status() if self.publisher is not None else {"enabled": False, "connected": False}
+        for kind, reason in (mqtt.get("refused") or {}).items():
+            warnings.append(f"the clinic's MQTT broker {mqtt['broker']} refuses this station's {kind} ({reason}): its "
+                            f"access list must let it publish to {mqtt['topics']}; they stay queued on the station")
         return {
             "station_id": self.config.station.id,
             "software_version": payload.software_version(),

@@ -233,6 +233,7 @@ def test_puback_failure_reason_code_keeps_the_row(tmp_path):
             pub.wake()
             wait_for(lambda: "rejected" in (pub.status()["last_error"] or ""), 10, "a PUBACK failure in status")
             assert "Not authorized" in pub.status()["last_error"]
+            assert pub.status()["refused"] == {"results": "Not authorized"}
             # While refused, only the oldest row is retried: were later rows in flight when the
             # clinic fixes its ACL, one of them could be accepted before the refused oldest.
             wait_for(lambda: storage.outbox_peek(limit=1)[0].attempts >= 3, 10, "the oldest row retried")
@@ -242,6 +243,7 @@ def test_puback_failure_reason_code_keeps_the_row(tmp_path):
             b.set_acl(allow)  # the clinic fixes its ACL; the station retries by itself
             wait_for(lambda: consumer.sub.db.count() == 4, 15, "4 results after the ACL fix")
             wait_for(lambda: storage.outbox_count() == 0, 5, "an empty outbox")
+            assert pub.status()["refused"] == {}
             pub.stop()
             assert_exactly_once_in_order(consumer, storage, "st-acl")
     storage.close()
@@ -270,6 +272,7 @@ def test_refused_images_do_not_hold_results_back(tmp_path):
             assert_exactly_once_in_order(consumer, storage, "st-img")
             left = storage.outbox_peek(limit=20)
             assert len(left) == 6 and all(m.topic_suffix.startswith("images/") for m in left)
+            assert pub.status()["refused"] == {"images": "Not authorized"}
     storage.close()
 
 def test_load_ten_stations_burst(broker, tmp_path):

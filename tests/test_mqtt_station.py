@@ -47,3 +47,48 @@ def test_station_captures_arrive_with_a_valid_payload(broker, tmp_path):
             p = json.loads(text)
             assert payload.validation_errors(p) == [] and "hairs" not in p["analysis"]
             assert p["capture"]["exposure_us"] == 8000 and p["capture"]["colour_gains"] == [1.8, 1.6]
+
+
+def test_a_broker_refusing_the_results_is_said_on_the_pages(tmp_path):
+    """Connected, but the clinic's ACL refuses the results: every page warns and says what to change."""
+    import html
+
+    from station.web import create_app
+    from tests.mqtt_broker import Broker, fast_publisher, mqtt_config
+    from tests.test_web_pages import login
+
+    deny = "user station\ntopic write tricho/st-acl/status\n\nuser clinic\ntopic read tricho/#\n"
+    allow = "user station\ntopic readwrite tricho/st-acl/#\n\nuser clinic\ntopic read tricho/#\n"
+    b = Broker(tmp_path / "broker", users={"station": "pw", "clinic": "pw"}, acl=deny)
+    cfg = cfgmod.from_dict({
+        "station": {"id": "st-acl", "state_dir": str(tmp_path / "state")},
+        "camera": {"backend": "fake", "main_size": [1014, 760], "preview_size": [507, 380]},
+        "mqtt": {"host": "127.0.0.1", "port": b.port, "keepalive_s": 5, "username": "station", "password": "pw"},
+        "web": {"password": "pw-1234567", "api_token": "t" * 24},
+    })
+    with b:
+        station = Station(cfg)
+        station.publisher = fast_publisher(mqtt_config(b, username="station", password="pw"), "st-acl", station.storage)
+        station.start(warm_up=False)
+        try:
+            client = create_app(cfg, station=station, test_config={"TESTING": True}).test_client()
+            login(client, "pw-1234567")
+
+            def text(url: str) -> str:
+                return " ".join(html.unescape(client.get(url).get_data(as_text=True)).split())
+
+            rec = station.capture("P-0042", "crown", accept=True)
+            wait_for(lambda: station.status()["mqtt"]["refused"], 10, "the refusal in status")
+            warning = "the clinic's MQTT broker 127.0.0.1:%d refuses this station's results (Not authorized)" % b.port
+            page = text(f"/results/{rec.id}")
+            assert warning in page and "publish to tricho/st-acl/#" in page
+            assert "MQTT: the broker 127.0.0.1:%d refuses the results (Not authorized)" % b.port in page
+            assert "the broker 127.0.0.1:%d refuses the results (Not authorized) · last delivery: none since start" \
+                % b.port in text("/station")
+            b.set_acl(allow)
+            wait_for(lambda: station.status()["mqtt"]["waiting"] == 0, 15, "the result delivered after the ACL fix")
+            assert station.status()["mqtt"]["refused"] == {}
+            page = text("/station")
+            assert "refuses" not in page and "connected to 127.0.0.1:%d (MQTT 5)" % b.port in page
+        finally:
+            station.stop()

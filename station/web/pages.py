@@ -46,6 +46,21 @@ def page_context() -> dict[str, Any]:
     return ctx
 
 
+@bp.app_template_filter("mqtt_summary")
+def mqtt_summary(mqtt: dict[str, Any]) -> str:
+    """The link to the clinic's broker in a few words, from the publisher's status()."""
+    if not mqtt.get("enabled", True):
+        return "off (no broker configured)"
+    broker = mqtt.get("broker", "?")
+    refused = mqtt.get("refused") or {}
+    if refused:
+        return f"the broker {broker} refuses the " + " and the ".join(f"{k} ({v})" for k, v in refused.items())
+    if mqtt.get("connected"):
+        return f"connected to {broker}" + (f" ({mqtt['protocol']})" if mqtt.get("protocol") else "")
+    error = mqtt.get("last_error")
+    return f"not connected to {broker}" + (f": {error}" if error else "")
+
+
 # -- live preview ---------------------------------------------------------------------------
 @bp.get("/stream.mjpg")
 @login_required
