@@ -14,12 +14,28 @@ import numpy as np
 from core._bar_fit import FIT_FASTMATH, NPAR, fit_bar_in, workspace
 from core._ridge_kernels import _bilinear, _bilinear_inside
 
-# a block fit that stayed on the traced shaft and fits it well: centre offset within
-# max(FIT_MAX_OFFSET_PX, FIT_MAX_OFFSET_PER_WIDTH * bar width), rms residual below
-# FIT_MAX_RMS_PER_CONTRAST * |contrast| (hairs.measure_widths keeps only such fits)
 FIT_MAX_OFFSET_PX = 1.5
 FIT_MAX_OFFSET_PER_WIDTH = 0.12
 FIT_MAX_RMS_PER_CONTRAST = 0.45
+
+
+@nb.njit(cache=True, error_model="numpy", inline="always")
+def fit_on_shaft(offset_px, width_px, rms, contrast):
+    """A bar fit that stayed on the traced shaft and fits it well: centre offset within
+    max(FIT_MAX_OFFSET_PX, FIT_MAX_OFFSET_PER_WIDTH * bar width), rms residual below
+    FIT_MAX_RMS_PER_CONTRAST * |contrast|.  False when any of them is NaN."""
+    return (rms < FIT_MAX_RMS_PER_CONTRAST * abs(contrast)
+            and abs(offset_px) <= max(FIT_MAX_OFFSET_PX, FIT_MAX_OFFSET_PER_WIDTH * width_px)
+            and width_px == width_px)
+
+
+@nb.njit(cache=True, error_model="numpy")
+def blocks_on_shaft(blocks):
+    """fit_on_shaft for every row of ``measure_blocks``' output."""
+    out = np.empty(blocks.shape[0], np.bool_)
+    for r in range(blocks.shape[0]):
+        out[r] = fit_on_shaft(blocks[r, 2], blocks[r, 1], blocks[r, 5], blocks[r, 3])
+    return out
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -171,8 +187,7 @@ def measure_blocks(img, skin, labels, label_step, avoid, active, pts, starts, w_
                 _open_profile(prof, half, tmp, opened)
                 _initial_bar(opened, w_est[i], p0)
                 p, rms = fit_bar_in(t, opened, p0, w_max, 15, vec, jac, mat, par)
-                if not (p[4] > streak_min_gain * p1[4] and rms < FIT_MAX_RMS_PER_CONTRAST * abs(p[2])
-                        and abs(p[3]) <= max(FIT_MAX_OFFSET_PX, FIT_MAX_OFFSET_PER_WIDTH * p[4])):
+                if not (p[4] > streak_min_gain * p1[4] and fit_on_shaft(p[3], p[4], rms, p[2])):
                     p[:] = p1
                     rms = rms1
                 else:

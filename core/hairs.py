@@ -20,8 +20,7 @@ from ._beside import Beside
 from ._crossing_joins import join_across_crossings
 from ._ridge_kernels import (merge_level, non_max_suppress, polarity_counts, relative_to_background, ridge_response,
                              trace_ridges)
-from ._width_kernels import (FIT_MAX_OFFSET_PER_WIDTH, FIT_MAX_OFFSET_PX, FIT_MAX_RMS_PER_CONTRAST, draw_lines,
-                             measure_blocks, resample_lines, robust_widths)
+from ._width_kernels import blocks_on_shaft, draw_lines, measure_blocks, resample_lines, robust_widths
 
 DETECT_UM_PER_PX = 7.0
 MIN_WIDTH_UM = 10.0
@@ -263,8 +262,7 @@ def measure_widths(gray: np.ndarray, skin: np.ndarray, lines: Lines) -> Widths:
     if ok.any():
         b = blocks[ok]
         # keep fits that stayed on the traced shaft, fit it well and did not run to a bound
-        good = ((np.abs(b[:, 2]) <= np.maximum(FIT_MAX_OFFSET_PX, FIT_MAX_OFFSET_PER_WIDTH * b[:, 1]))
-                & (b[:, 5] < FIT_MAX_RMS_PER_CONTRAST * np.abs(b[:, 3])) & (b[:, 4] < 5.9) & (b[:, 1] > 0.31))
+        good = blocks_on_shaft(b) & (b[:, 4] < 5.9) & (b[:, 1] > 0.31)
         b = b[good]
         diam = b[:, 1] / cylinder_bar_ratio(b, lines.dark)
         idx = b[:, 0].astype(np.int64)
