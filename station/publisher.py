@@ -7,7 +7,7 @@ paho at a time, in outbox order, and every connection is a fresh client with
 clean_start=True, so after any reconnect the publisher restarts from the oldest row not
 yet acknowledged (the same bytes, hence the same result ``id``: delivery is at least
 once and consumers de-duplicate by ``id``).  After the broker refused a result (a
-PUBACK failure such as an ACL refusal), one message at a time is sent until one is
+PUBACK failure such as an ACL refusal), one message at a time is sent until a result is
 accepted: were a window in flight when the broker changes its mind (ACL reloaded), a
 later result could be accepted before the refused one.  Results share one topic, so a
 refusal of one is a refusal of all; an image's topic is its own and a broker may refuse
@@ -85,14 +85,15 @@ class OutboxPublisher:
         self.last_delivered_at: str | None = None
         self.delivered = 0  # PUBACKed messages since start (results and images)
         self.connects = 0
-        self._inflight: dict[int, tuple[int, bool]] = {}  # paho mid -> (outbox seq, is a result)
+        self._inflight: dict[int, tuple[int, str]] = {}  # paho mid -> (outbox seq, "results" or "images")
         self._last_sent = 0  # highest seq handed to paho on this connection
         self._status_mid: int | None = None
         self._status_acked = False
-        self._refused = False
+        self._connack_refused = False
         self._retry = False  # a PUBACK failed: reconnect and resend from the oldest row
-        self._probing = False  # a result was refused: one message in flight until one is accepted
-        self.refused: dict[str, str] = {}  # "results"/"images" -> reason, while the broker refuses that kind
+        # "results"/"images" -> reason, while the broker refuses that kind; while results are
+        # refused, one message is in flight at a time
+        self.refused: dict[str, str] = {}
         self._fill_needed = False
         self._fallback = False
         # Acknowledged by the broker but not yet removed (disk full): not resent, deletion retried.
@@ -202,7 +203,7 @@ class OutboxPublisher:
         self._last_sent = 0
         self._status_mid = None
         self._status_acked = False
-        self._refused = self._retry = False
+        self._connack_refused = self._retry = False
         try:
             client = self._make_client()
         except (OSError, ssl.SSLError, ValueError) as exc:
@@ -225,7 +226,7 @@ class OutboxPublisher:
         try:
             while not self._stop.is_set():
                 rc = client.loop(timeout=0.05)
-                if self._refused or self._retry:
+                if self._connack_refused or self._retry:
                     break
                 if rc != mqtt.MQTT_ERR_SUCCESS:
                     if self.connected or healthy:
@@ -270,7 +271,7 @@ class OutboxPublisher:
 
     def _fill(self, client: mqtt.Client) -> None:
         """Hand the next outbox rows to paho, in seq order, up to ``max_inflight`` unacknowledged."""
-        room = (1 if self._probing else self.max_inflight) - len(self._inflight)
+        room = (1 if "results" in self.refused else self.max_inflight) - len(self._inflight)
         if room <= 0 or len(self._undeleted) >= 256:
             return  # window full, or the disk is full: wait until delivered rows can be removed
         try:
@@ -296,7 +297,7 @@ class OutboxPublisher:
                 self._error(f"publishing outbox message {msg.seq} failed: {mqtt.error_string(info.rc)}")
                 self._retry = True
                 return
-            self._inflight[info.mid] = (msg.seq, msg.topic_suffix == "results")
+            self._inflight[info.mid] = (msg.seq, "results" if msg.topic_suffix == "results" else "images")
             self._last_sent = msg.seq
             room -= 1
             try:
@@ -316,7 +317,7 @@ class OutboxPublisher:
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         code = _code_value(reason_code)
         if code != 0:
-            self._refused = True
+            self._connack_refused = True
             if code == _UNSUPPORTED_PROTOCOL and self.protocol == mqtt.MQTTv5:
                 log.info("MQTT %s does not speak MQTT 5: falling back to 3.1.1", self.broker)
                 self.protocol = mqtt.MQTTv311
@@ -348,16 +349,13 @@ class OutboxPublisher:
         sent = self._inflight.pop(mid, None)
         if sent is None:
             return
-        seq, is_result = sent
-        kind = "results" if is_result else "images"
+        seq, kind = sent
         if getattr(reason_code, "is_failure", False):
             self.refused[kind] = str(reason_code)
             # e.g. 0x87 Not authorized (broker ACL): keep the row, reconnect later, resend from the oldest.
             self._error(f"broker rejected outbox message {seq} ({reason_code}); kept in the outbox, retrying later")
             self._retry = True
-            self._probing = is_result
             return
-        self._probing = False
         self.refused.pop(kind, None)
         self._delivered(seq)
         self._fill_needed = True
