@@ -296,6 +296,13 @@ def add_result(storage, station_id: str, i: int, *, include_hairs: bool = True, 
     return storage.save_result(rec, _IMAGE, None, "png", 95, msgs)
 
 
+def acl(station_id: str, *, allow: bool = True) -> str:
+    """A Mosquitto ACL for users "station" and "clinic": the clinic reads tricho/#; the station
+    may write everything under tricho/<station_id>/, or (``allow`` False) only its status."""
+    station = f"topic readwrite tricho/{station_id}/#" if allow else f"topic write tricho/{station_id}/status"
+    return f"user station\n{station}\n\nuser clinic\ntopic read tricho/#\n"
+
+
 def mqtt_config(broker_or_port, **kw):
     from station.config import MqttConfig
 

@@ -11,8 +11,8 @@ import pytest
 
 from station import payload
 from station.storage import Storage
-from tests.mqtt_broker import (Broker, ConsumerThread, FlakyProxy, add_result, broker, fast_publisher,  # noqa: F401
-                               mqtt_config, needs_mosquitto, persistent_broker, wait_for)
+from tests.mqtt_broker import (Broker, ConsumerThread, FlakyProxy, acl, add_result, broker,  # noqa: F401
+                               fast_publisher, mqtt_config, needs_mosquitto, persistent_broker, wait_for)
 
 pytestmark = [needs_mosquitto, pytest.mark.timeout(90)]
 
@@ -220,9 +220,7 @@ def test_rejected_credentials_keep_the_results(tmp_path):
 
 def test_puback_failure_reason_code_keeps_the_row(tmp_path):
     """MQTT 5: a PUBACK with 0x87 (not authorized by the ACL) must not delete the outbox row, nor let a later one overtake it."""
-    deny = "user station\ntopic write tricho/st-acl/status\n\nuser clinic\ntopic read tricho/#\n"
-    allow = "user station\ntopic readwrite tricho/st-acl/#\n\nuser clinic\ntopic read tricho/#\n"
-    b = Broker(tmp_path / "broker", users={"station": "pw", "clinic": "pw"}, acl=deny)
+    b = Broker(tmp_path / "broker", users={"station": "pw", "clinic": "pw"}, acl=acl("st-acl", allow=False))
     storage = Storage(tmp_path / "st")
     with b:
         with ConsumerThread(b.port, tmp_path / "c.sqlite3", username="clinic", password="pw") as consumer:
@@ -240,14 +238,13 @@ def test_puback_failure_reason_code_keeps_the_row(tmp_path):
             assert all(m.attempts <= 1 for m in storage.outbox_peek(limit=10)[1:])
             assert storage.outbox_count() == 4 and consumer.sub.db.count() == 0
             assert all(r.published_at is None for r in storage.list_results())
-            b.set_acl(allow)  # the clinic fixes its ACL; the station retries by itself
+            b.set_acl(acl("st-acl"))  # the clinic fixes its ACL; the station retries by itself
             wait_for(lambda: consumer.sub.db.count() == 4, 15, "4 results after the ACL fix")
             wait_for(lambda: storage.outbox_count() == 0, 5, "an empty outbox")
             assert pub.status()["refused"] == {}
             pub.stop()
             assert_exactly_once_in_order(consumer, storage, "st-acl")
     storage.close()
-
 
 
 def test_refused_images_do_not_hold_results_back(tmp_path):
@@ -274,6 +271,7 @@ def test_refused_images_do_not_hold_results_back(tmp_path):
             assert len(left) == 6 and all(m.topic_suffix.startswith("images/") for m in left)
             assert pub.status()["refused"] == {"images": "Not authorized"}
     storage.close()
+
 
 def test_load_ten_stations_burst(broker, tmp_path):
     stations, per_station = 10, 100

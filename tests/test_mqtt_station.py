@@ -54,12 +54,10 @@ def test_a_broker_refusing_the_results_is_said_on_the_pages(tmp_path):
     import html
 
     from station.web import create_app
-    from tests.mqtt_broker import Broker, fast_publisher, mqtt_config
+    from tests.mqtt_broker import Broker, acl, fast_publisher, mqtt_config
     from tests.test_web_pages import login
 
-    deny = "user station\ntopic write tricho/st-acl/status\n\nuser clinic\ntopic read tricho/#\n"
-    allow = "user station\ntopic readwrite tricho/st-acl/#\n\nuser clinic\ntopic read tricho/#\n"
-    b = Broker(tmp_path / "broker", users={"station": "pw", "clinic": "pw"}, acl=deny)
+    b = Broker(tmp_path / "broker", users={"station": "pw", "clinic": "pw"}, acl=acl("st-acl", allow=False))
     cfg = cfgmod.from_dict({
         "station": {"id": "st-acl", "state_dir": str(tmp_path / "state")},
         "camera": {"backend": "fake", "main_size": [1014, 760], "preview_size": [507, 380]},
@@ -85,7 +83,7 @@ def test_a_broker_refusing_the_results_is_said_on_the_pages(tmp_path):
             assert "MQTT: the broker 127.0.0.1:%d refuses the results (Not authorized)" % b.port in page
             assert "the broker 127.0.0.1:%d refuses the results (Not authorized) · last delivery: none since start" \
                 % b.port in text("/station")
-            b.set_acl(allow)
+            b.set_acl(acl("st-acl"))
             wait_for(lambda: station.status()["mqtt"]["waiting"] == 0, 15, "the result delivered after the ACL fix")
             assert station.status()["mqtt"]["refused"] == {}
             page = text("/station")
