@@ -28,11 +28,6 @@ class CalibrationFailed(ValueError):
     """The card could not be used; the message says why and what to do."""
 
 
-def capture_raw(station: Any) -> np.ndarray:
-    """One full-resolution frame, with the LED ring on (no analysis, nothing stored)."""
-    return station.capture_still().image
-
-
 def _plain(value: Any) -> Any:
     """JSON-able scalars/lists/dicts only (numpy scalars converted, arrays summarised away)."""
     if isinstance(value, dict):
@@ -78,7 +73,7 @@ def run_scale(station: Any, pitch_um: Any) -> Calibration:
                                 f"{MAX_PITCH_UM:g} (printed on the card, e.g. 500)")
     from core.calibration import CalibrationError, calibrate_grid
 
-    image = capture_raw(station)
+    image = station.capture_still().image
     try:
         result = calibrate_grid(image, float(pitch_um))
     except CalibrationError as exc:
@@ -113,7 +108,7 @@ def run_flat_field(station: Any, action: str = "reference") -> Calibration:
         ref_cal = station.storage.latest_calibration("flat_field")
         if ref_cal is None:
             raise CalibrationFailed("no flat-field reference stored yet: capture the white card as a reference first")
-        image = capture_raw(station)
+        image = station.capture_still().image
         reference = _load_flat_field(ref_cal)
         try:
             cmp = ff.compare_lighting(reference, image, tolerance=station.config.quality.lighting_tolerance)
@@ -124,7 +119,7 @@ def run_flat_field(station: Any, action: str = "reference") -> Calibration:
         cal = station.storage.add_calibration("lighting_check", data, _thumbnail_jpeg(image))
         log.info("lighting check %s against %s: %s", cal.id, ref_cal.id, data)
         return cal
-    image = capture_raw(station)
+    image = station.capture_still().image
     try:
         field = ff.flat_field_from_reference(image)
     except ValueError as exc:
