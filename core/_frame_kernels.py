@@ -63,3 +63,27 @@ def area4(gray):
             s += r3[c] + r3[c + 1] + r3[c + 2] + r3[c + 3]
             dst[x] = s * scale
     return out
+
+
+@nb.njit(cache=True, error_model="numpy")
+def block4_range(gray, small, dark, bright):
+    """Range (max - min) of every 4x4 block of ``gray`` whose mean (``small``, from
+    ``area4``) lies in ``dark`` (lo, hi) or ``bright`` (lo, hi); inf for the others, most
+    of a frame, which are skipped."""
+    sh, sw = small.shape
+    spread = np.full((sh, sw), np.inf, np.float32)
+    for y in range(sh):
+        row = small[y]
+        for x in range(sw):
+            m = row[x]
+            if not (dark[0] < m <= dark[1] or bright[0] <= m < bright[1]):
+                continue
+            c = 4 * x
+            lo = gray[4 * y, c]
+            hi = lo
+            for dy in range(4):
+                r = gray[4 * y + dy]
+                lo = min(lo, min(min(r[c], r[c + 1]), min(r[c + 2], r[c + 3])))
+                hi = max(hi, max(max(r[c], r[c + 1]), max(r[c + 2], r[c + 3])))
+            spread[y, x] = hi - lo
+    return spread
