@@ -24,7 +24,7 @@ import math
 import cv2
 import numpy as np
 
-from .generator import AMBIGUOUS_UM, MIN_COUNTED_UM, HairTruth, PhantomTruth
+from .generator import PhantomTruth, hair_truth, in_mask, unit_histogram
 
 ALT_KINDS = ("plain", "mixed_grey", "round_field")
 SS = 3  # supersampling of each shaft's mask
@@ -42,18 +42,30 @@ def _skin(rng, h, w, um):
     # empty pores (dark) and yellow dots: round marks that are not hairs
     for _ in range(rng.poisson(h * w * (um * 1e-4) ** 2 * 40)):
         c = (int(rng.uniform(0, w) * 4), int(rng.uniform(0, h) * 4))
-        r = int(rng.uniform(20, 45) / um * 4)
-        m = np.zeros((h, w), np.float32)
-        cv2.circle(m, c, r, 0.35, -1, cv2.LINE_AA, shift=2)
-        img = img * (1 - m[:, :, None]) + np.float32([0.35, 0.25, 0.22]) * m[:, :, None]
+        _blend_disc(img, c, int(rng.uniform(20, 45) / um * 4), 0.35, (0.35, 0.25, 0.22), 0.0)
     for _ in range(rng.poisson(h * w * (um * 1e-4) ** 2 * 15)):
         c = (int(rng.uniform(0, w) * 4), int(rng.uniform(0, h) * 4))
-        r = int(rng.uniform(40, 90) / um * 4)
-        m = np.zeros((h, w), np.float32)
-        cv2.circle(m, c, r, 0.5, -1, cv2.LINE_AA, shift=2)
-        m = cv2.GaussianBlur(m, (0, 0), max(1.0, 10 / um))
-        img = img * (1 - m[:, :, None]) + np.float32([0.92, 0.8, 0.45]) * m[:, :, None]
+        _blend_disc(img, c, int(rng.uniform(40, 90) / um * 4), 0.5, (0.92, 0.8, 0.45), max(1.0, 10 / um))
     return img
+
+
+def _blend_disc(img, centre_q, radius_q, alpha, colour, blur_sigma):
+    """Blend ``colour`` into ``img`` (in place) through an anti-aliased disc of opacity
+    ``alpha``, softened by a Gaussian of ``blur_sigma`` px (0: none); centre and radius in
+    quarter px (cv2's shift=2).  Only the disc's neighbourhood is touched: the same pixels
+    a whole-frame mask would give."""
+    h, w = img.shape[:2]
+    pad = radius_q // 4 + 2 + (int(math.ceil(8 * blur_sigma)) + 2 if blur_sigma > 0 else 0)
+    x0, y0 = max(0, centre_q[0] // 4 - pad), max(0, centre_q[1] // 4 - pad)
+    x1, y1 = min(w, centre_q[0] // 4 + pad + 1), min(h, centre_q[1] // 4 + pad + 1)
+    if x1 <= x0 or y1 <= y0:
+        return
+    m = np.zeros((y1 - y0, x1 - x0), np.float32)
+    cv2.circle(m, (centre_q[0] - 4 * x0, centre_q[1] - 4 * y0), radius_q, float(alpha), -1, cv2.LINE_AA, shift=2)
+    if blur_sigma > 0:
+        m = cv2.GaussianBlur(m, (0, 0), blur_sigma)
+    roi = img[y0:y1, x0:x1]
+    roi[:] = roi * (1 - m[:, :, None]) + np.float32(colour) * m[:, :, None]
 
 
 def _walk(rng, start, ang, length_px, um, step=2.0):
@@ -125,11 +137,8 @@ def render_alt(seed: int, kind: str = "plain", width: int = 2028, height: int = 
         diams = [_diameter(rng, 0.15) for _ in range(size)]
         halo = rng.random() < 0.7
         if halo:
-            m = np.zeros((h, w), np.float32)
-            cv2.circle(m, (int(c[0] * 4), int(c[1] * 4)), int((max(d for d, _ in diams) * 0.9 + 20) / um * 4),
-                       float(rng.uniform(0.2, 0.4)), -1, cv2.LINE_AA, shift=2)
-            m = cv2.GaussianBlur(m, (0, 0), max(1.0, 8 / um))
-            img = img * (1 - m[:, :, None]) + np.float32([0.45, 0.3, 0.25]) * m[:, :, None]
+            _blend_disc(img, (int(c[0] * 4), int(c[1] * 4)), int((max(d for d, _ in diams) * 0.9 + 20) / um * 4),
+                        rng.uniform(0.2, 0.4), (0.45, 0.3, 0.25), max(1.0, 8 / um))
         for k, (d, vellus) in enumerate(diams):
             ang = base + (k - (size - 1) / 2) * rng.uniform(0.1, 0.4)
             if rng.random() < 0.08:
@@ -180,28 +189,10 @@ def render_alt(seed: int, kind: str = "plain", width: int = 2028, height: int = 
 
 
 def _truth(units, mask, um):
-    h, w = mask.shape
-    hairs, sizes = [], {}
-
-    def inside(p):
-        xi, yi = np.round(p[:, 0]).astype(int), np.round(p[:, 1]).astype(int)
-        ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
-        ok[ok] = mask[yi[ok], xi[ok]]
-        return ok
-
+    hairs = []
     for u, pts, d, c in units:
-        ok = inside(pts)
-        if not ok.any():
-            continue
-        seg = np.hypot(*np.diff(pts, axis=0).T)
-        vis = float(np.sum(seg * (ok[1:] & ok[:-1]))) * um
-        root_in = bool(inside(np.array([c]))[0])
-        counted = vis >= MIN_COUNTED_UM
-        hairs.append(HairTruth(pts, d, tuple(c) if root_in else None, u, vis, counted,
-                               AMBIGUOUS_UM[0] <= vis < AMBIGUOUS_UM[1]))
-        if root_in and counted:
-            sizes[u] = sizes.get(u, 0) + 1
-    fu = {"1": 0, "2": 0, "3": 0, "4+": 0}
-    for s in sizes.values():
-        fu["4+" if s >= 4 else str(s)] += 1
-    return PhantomTruth(hairs, mask, float(mask.sum()) * (um * 1e-4) ** 2, um, fu)
+        root_in = bool(in_mask(mask, np.array([c]))[0])
+        hair = hair_truth(pts, d, tuple(c) if root_in else None, u, mask, um)
+        if hair is not None:
+            hairs.append(hair)
+    return PhantomTruth(hairs, mask, float(mask.sum()) * (um * 1e-4) ** 2, um, unit_histogram(hairs))

@@ -318,31 +318,46 @@ def render_phantom(seed: int, spec: PhantomSpec | None = None):
 
 def _truth(spec, m, centres, units, mask):
     hairs = []
-    fu = {"1": 0, "2": 0, "3": 0, "4+": 0}
-    h, w = mask.shape
-
-    def inside(p):
-        xi, yi = np.round(p[:, 0]).astype(int), np.round(p[:, 1]).astype(int)
-        ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
-        ok[ok] = mask[yi[ok], xi[ok]]
-        return ok
-
     for u, (c, hs) in enumerate(zip(centres, units)):
         root = _to_frame(m, np.array([c]))
-        root_in = bool(inside(root)[0])
-        n_counted = 0
+        root_in = bool(in_mask(mask, root)[0])
         for hr in hs:
-            line = _to_frame(m, hr["line"])
-            seg = np.hypot(*np.diff(line, axis=0).T)
-            ok = inside(line)
-            vis = float(np.sum(seg * (ok[1:] & ok[:-1]))) * spec.um_per_px
-            if vis < 1.0 and not ok.any():
-                continue
-            counted = vis >= MIN_COUNTED_UM
-            n_counted += counted
-            hairs.append(HairTruth(line, hr["diam"], tuple(root[0]) if root_in else None, u, vis, counted,
-                                   AMBIGUOUS_UM[0] <= vis < AMBIGUOUS_UM[1]))
-        if root_in and n_counted:
-            fu["4+" if n_counted >= 4 else str(n_counted)] += 1
+            hair = hair_truth(_to_frame(m, hr["line"]), hr["diam"], tuple(root[0]) if root_in else None, u, mask,
+                              spec.um_per_px)
+            if hair is not None:
+                hairs.append(hair)
     area_cm2 = float(mask.sum()) * (spec.um_per_px * 1e-4) ** 2
-    return PhantomTruth(hairs, mask, area_cm2, spec.um_per_px, fu)
+    return PhantomTruth(hairs, mask, area_cm2, spec.um_per_px, unit_histogram(hairs))
+
+
+def in_mask(mask: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Per point of ``p`` (x, y frame px, rounded): inside the frame and True in ``mask``."""
+    h, w = mask.shape
+    xi, yi = np.round(p[:, 0]).astype(int), np.round(p[:, 1]).astype(int)
+    ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+    ok[ok] = mask[yi[ok], xi[ok]]
+    return ok
+
+
+def hair_truth(line, diameter_um, root_px, unit, mask, um_per_px) -> HairTruth | None:
+    """The truth of a shaft along ``line`` (frame px, root end first): its visible length
+    is what lies in ``mask``; None when no point of it does."""
+    ok = in_mask(mask, line)
+    if not ok.any():
+        return None
+    seg = np.hypot(*np.diff(line, axis=0).T)
+    vis = float(np.sum(seg * (ok[1:] & ok[:-1]))) * um_per_px
+    return HairTruth(line, diameter_um, root_px, unit, vis, vis >= MIN_COUNTED_UM,
+                     AMBIGUOUS_UM[0] <= vis < AMBIGUOUS_UM[1])
+
+
+def unit_histogram(hairs) -> dict:
+    """Follicular units {"1", "2", "3", "4+"}: counted hairs per opening inside the analysed area."""
+    sizes: dict = {}
+    for hair in hairs:
+        if hair.counted and hair.root_px is not None:
+            sizes[hair.unit] = sizes.get(hair.unit, 0) + 1
+    fu = {"1": 0, "2": 0, "3": 0, "4+": 0}
+    for n in sizes.values():
+        fu["4+" if n >= 4 else str(n)] += 1
+    return fu
