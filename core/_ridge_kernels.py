@@ -76,32 +76,6 @@ def ridge_response(g, sigma, dark):
 
 
 @nb.njit(cache=True, error_model="numpy", fastmath=True)
-def polarity_counts(g, valid, sigma, t_ridge, t_contrast):
-    """(dark, bright): pixels of ``g`` where ``ridge_response`` for valleys (crests) exceeds
-    ``t_ridge`` and g is below -``t_contrast`` (above +``t_contrast``), within ``valid``;
-    one pass, both polarities from the same Hessian."""
-    h, w = g.shape
-    s2 = sigma * sigma
-    n_dark = 0
-    n_bright = 0
-    for y in range(1, h - 1):
-        for x in range(1, w - 1):
-            c = g[y, x]
-            if not valid[y, x] or (c >= -t_contrast and c <= t_contrast):
-                continue
-            sign = 1.0 if c < 0.0 else -1.0  # only the polarity the contrast allows can count
-            _, _, _, l1, l2 = _hessian(g, y, x, sign)
-            if l1 <= 0.0:
-                continue
-            if s2 * (l1 - max(l2, 0.0)) > t_ridge:
-                if sign > 0.0:
-                    n_dark += 1
-                else:
-                    n_bright += 1
-    return n_dark, n_bright
-
-
-@nb.njit(cache=True, error_model="numpy", fastmath=True)
 def merge_level(r_up, nxl, nyl, step, sigma_eff, r, nx, ny, scale):
     """Keep, per fine pixel, the strongest response over scales.
 

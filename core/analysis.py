@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from . import _shaft_kernels as _shafts
-from . import _crossing_joins, _piece_joins, follicles, hairs
+from . import _crossing_joins, _piece_joins, follicles, hairs, polarity
 from ._beside import Beside
 from ._validate import as_gray_float32, check_positive, check_um_per_px
 from .image_quality import measure_prepared
@@ -80,10 +80,13 @@ def analyze(image, um_per_px, *, vellus_threshold_um=40.0, min_visible_length_um
     found: list[Hair] = []
     if valid.sum() > 64:
         contrast = hairs.relative_contrast(det, valid, um * factor)
-        dark = hairs.hair_polarity(contrast, valid, um * factor)
-        lines = hairs.trace_lines(contrast, valid, dark, um * factor, factor, min_len)
-        widths = hairs.measure_widths(gray, skin, lines)
-        found = _assemble(lines, widths, skin, valid, um, min_len)
+        sets = [hairs.trace_lines(contrast, valid, dark, um * factor, factor, min_len)
+                for dark in polarity.hair_polarities(contrast, valid, um * factor)]
+        if len(sets) == 2:  # dark and white hair: keep the skin between them out
+            sets = [polarity.keep_on_skin(lines, second=k == 1) for k, lines in enumerate(sets)]
+        widths = [hairs.measure_widths(gray, skin, lines, sets[1 - k] if len(sets) == 2 else None)
+                  for k, lines in enumerate(sets)]
+        found = _assemble(sets, widths, skin, valid, um, min_len)
 
     area_cm2 = float(skin.sum()) * (um * 1e-4) ** 2
     thick = np.array([hr.thickness_um for hr in found], float)
@@ -102,12 +105,16 @@ def analyze(image, um_per_px, *, vellus_threshold_um=40.0, min_visible_length_um
     )
 
 
-def _assemble(lines, widths, skin, valid, um, min_len) -> list:
-    """Hairs from measured lines: roots, trimming at the opening, count rule and units."""
-    pts, starts = widths.dense_pts, widths.dense_starts
+def _assemble(sets, widths, skin, valid, um, min_len) -> list:
+    """Hairs from measured lines (one ``hairs.Lines`` and its ``hairs.Widths`` per polarity):
+    roots, trimming at the opening, count rule and units."""
+    pts = np.concatenate([w.dense_pts for w in widths])
+    starts = np.concatenate([[0]] + [w.dense_starts[1:] + sum(len(v.dense_pts) for v in widths[:k])
+                                     for k, w in enumerate(widths)]).astype(np.int64)
     if len(starts) < 2:
         return []
-    width_px = np.asarray(widths.width_px, dtype=np.float64)
+    width_px = np.concatenate([np.asarray(w.width_px, dtype=np.float64) for w in widths])
+    dark = np.concatenate([np.full(len(w.width_px), lines.dark) for lines, w in zip(sets, widths)])
     # a blob or the rim of one (follicle opening, flake) is not a shaft; nor is a line
     # where no cross-section looked like one (width NaN)
     arc, ok, seg = _shafts.shaft_candidates(pts, starts, width_px, MIN_ASPECT, MIN_STRAIGHTNESS)
@@ -115,8 +122,13 @@ def _assemble(lines, widths, skin, valid, um, min_len) -> list:
     if cand.size == 0:
         return []
     thick_um = width_px[cand] * um
-    root_xy, root_end = follicles.find_roots(pts, starts, thick_um, lines.contrast, lines.factor, um, valid,
-                                             lines=cand, dark=lines.dark)
+    root_xy = np.full((cand.size, 2), np.nan)
+    root_end = np.full(cand.size, -1, np.int64)
+    lines = sets[0]
+    for pol in {bool(d) for d in dark[cand]}:
+        sel = dark[cand] == pol
+        root_xy[sel], root_end[sel] = follicles.find_roots(pts, starts, thick_um[sel], lines.contrast, lines.factor,
+                                                           um, valid, lines=cand[sel], dark=pol)
     # the shaft starts at the opening: what lies beyond is hair under the skin
     q, q_starts, q_seg = _shafts.orient_and_trim(pts, starts, seg, cand, root_xy, root_end)
     has_root = root_end >= 0
@@ -172,10 +184,14 @@ def analyze_preview(image, um_per_px) -> PreviewResult:
     out = []
     if valid.sum() > 64:
         contrast = hairs.relative_contrast(det, valid, um * factor)
-        dark = hairs.hair_polarity(contrast, valid, um * factor)
-        lines = hairs.trace_lines(contrast, valid, dark, um * factor, factor, PREVIEW_MIN_LENGTH_UM,
-                                  join_long_pieces=False)
-        out = [p.astype(np.float32) for p, n in zip(lines.lines, lines.length_px) if n * um >= PREVIEW_MIN_LENGTH_UM]
+        pols = polarity.hair_polarities(contrast, valid, um * factor)
+        for k, dark in enumerate(pols):
+            lines = hairs.trace_lines(contrast, valid, dark, um * factor, factor, PREVIEW_MIN_LENGTH_UM,
+                                      join_long_pieces=False)
+            if len(pols) == 2:
+                lines = polarity.keep_on_skin(lines, second=k == 1)
+            out += [p.astype(np.float32) for p, n in zip(lines.lines, lines.length_px)
+                    if n * um >= PREVIEW_MIN_LENGTH_UM]
     h, w = gray.shape
     return PreviewResult(w, h, um, len(out), tuple(out), (time.perf_counter() - t0) * 1000.0)
 
@@ -197,6 +213,7 @@ def warm_up() -> float:
     analyze_preview(img, 8.0)
     _crossing_joins.exercise()  # these kernels run only when a frame has pieces to join
     _piece_joins.exercise()
+    polarity.exercise()  # and this one only when a frame shows dark and white hair
     return (time.perf_counter() - t0) * 1000.0
 
 

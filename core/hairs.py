@@ -18,8 +18,7 @@ import numpy as np
 from . import _duplicate_traces, _linking
 from ._beside import Beside
 from ._crossing_joins import join_across_crossings
-from ._ridge_kernels import (merge_level, non_max_suppress, polarity_counts, relative_to_background, ridge_response,
-                             trace_ridges)
+from ._ridge_kernels import merge_level, non_max_suppress, relative_to_background, ridge_response, trace_ridges
 from ._width_kernels import blocks_on_shaft, draw_lines, measure_blocks, resample_lines, robust_widths
 
 DETECT_UM_PER_PX = 7.0
@@ -35,8 +34,6 @@ T_LOW = 0.025
 # development blond/grey frames F1 0.855 -> 0.861 against 0.022, 0.016 and 0.015 lower)
 T_HIGH_BRIGHT = 0.018
 T_LOW_BRIGHT = 0.012
-BRIGHT_HAIR_RATIO = 0.8
-POLARITY_CONTRAST = 0.1
 RIDGE_MIN_CONTRAST = 0.03
 KINK_DEG = 15.0
 BACKGROUND_OUTLIER = 0.06
@@ -164,19 +161,6 @@ def _pyr_up_to(img: np.ndarray, levels: int, shape) -> np.ndarray:
     return out
 
 
-def hair_polarity(contrast: np.ndarray, valid: np.ndarray, um_per_det_px: float) -> bool:
-    """True when hairs are darker than the skin.
-
-    Compares the area of clear dark ridges that are also clearly darker than the skin with
-    the same for bright ones. The contrast condition matters: a bright shaft's flanks
-    look like dark valleys to the Hessian, but they are not darker than the skin.
-    """
-    g = cv2.GaussianBlur(cv2.pyrDown(contrast), (0, 0), 1.0)
-    v = cv2.resize(valid.view(np.uint8), (g.shape[1], g.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
-    dark, bright = polarity_counts(g, v, 2.0, T_HIGH, POLARITY_CONTRAST)
-    return not bright > BRIGHT_HAIR_RATIO * dark
-
-
 def trace_lines(contrast, valid, dark, um_per_det_px, factor, min_length_um=0.0, join_long_pieces=True) -> Lines:
     """Centre lines (full-res px) of the ridges in ``contrast``; lines shorter than
     ``min_length_um`` (with a margin: the exact visible length is decided later) are dropped.
@@ -229,8 +213,9 @@ class Widths:
     dense_starts: np.ndarray
 
 
-def measure_widths(gray: np.ndarray, skin: np.ndarray, lines: Lines) -> Widths:
-    """Shaft diameter (px) of every line: median over many averaged cross-section fits."""
+def measure_widths(gray: np.ndarray, skin: np.ndarray, lines: Lines, others: Lines | None = None) -> Widths:
+    """Shaft diameter (px) of every line: median over many averaged cross-section fits.
+    Cross-sections avoid the other lines, and ``others`` (shafts of the other polarity)."""
     n = len(lines.lines)
     if n == 0:
         return Widths(np.zeros(0), np.zeros((0, 9)), np.zeros((0, 2)), np.zeros(1, np.int64))
@@ -242,8 +227,12 @@ def measure_widths(gray: np.ndarray, skin: np.ndarray, lines: Lines) -> Widths:
     block = max(4, int(round(6.0 * lines.factor)))
     labels = np.zeros(lines.contrast.shape, np.int32)
     f = lines.factor
-    grid = np.round((pts + 0.5) / f - 0.5).astype(np.int32)  # every line's points on the detection grid
-    draw_lines(labels, grid, starts)
+    drawn, drawn_starts = pts, starts
+    if others is not None and others.lines:  # labelled after this set's lines (n + 1, ...)
+        drawn = np.concatenate([pts] + list(others.lines))
+        drawn_starts = np.concatenate([starts, starts[-1] + np.cumsum([len(p) for p in others.lines])])
+    grid = np.round((drawn + 0.5) / f - 0.5).astype(np.int32)  # the lines' points on the detection grid
+    draw_lines(labels, grid, drawn_starts)
     avoid = np.ones(n, np.bool_)
     fit = functools.partial(_fit_in_two, gray, skin, labels, float(f), dense, dstarts, w_est, block, lines.dark)
     blocks = fit(avoid, avoid)

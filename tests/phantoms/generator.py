@@ -41,6 +41,8 @@ class PhantomSpec:
     stub_length_mm: tuple = (0.4, 1.6)
     skin: str = "light"
     hair: str = "dark"
+    # a greying scalp: each hair is grey (white) with this probability, the others ``hair``
+    grey_fraction: float = 0.0
     blur_px: float = 1.1
     noise: float = 0.012
     vignetting: float = 0.25
@@ -234,13 +236,17 @@ def render_phantom(seed: int, spec: PhantomSpec | None = None):
     centres, p = _make_units(np.random.default_rng([seed, 1]), spec, cw, ch)
     unit_rngs = [np.random.default_rng([seed, 2, u]) for u in range(len(centres))]
     units = [_hairs_for_unit(r, spec, c, p) for r, c in zip(unit_rngs, centres)]
+    # its own stream, so a scene without grey hair is drawn exactly as before
+    for u, hs in enumerate(units):
+        grey = np.random.default_rng([seed, 5, u]).random(len(hs)) < spec.grey_fraction
+        for hr, g in zip(hs, grey.tolist()):
+            hr["grey"] = g
 
-    hair_rgb = np.array(HAIR_RGB[spec.hair])
     # follicle openings and blue-grey shafts under the skin, drawn beneath the visible shafts
     sub_pts, sub_starts, sub_d = [], [0], []
     for c, hs, ur in zip(centres, units, unit_rngs):
         for hr in hs:
-            if hr["subskin"] and spec.hair == "dark":
+            if hr["subskin"] and spec.hair == "dark" and not hr["grey"]:
                 seg = np.array([c, c - hr["dir"] * ur.uniform(80, 250) / spec.um_per_px])
                 seg = _bezier(seg[0], seg.mean(0), seg[1], 12)
                 sub_pts.append(seg)
@@ -264,10 +270,11 @@ def render_phantom(seed: int, spec: PhantomSpec | None = None):
     shafts = []  # (drawing order key, hair, absorbance, colour, specular amplitude)
     for hs, ur in zip(units, unit_rngs):
         for hr in hs:
-            k = HAIR_ABSORB[spec.hair] * ur.uniform(0.8, 1.2)
+            colour = "grey" if hr["grey"] else spec.hair
+            k = HAIR_ABSORB[colour] * ur.uniform(0.8, 1.2)
             if hr["vellus"]:
                 k *= ur.uniform(0.4, 0.6)
-            shafts.append((ur.random(), hr, k, hair_rgb * ur.uniform(0.9, 1.1),
+            shafts.append((ur.random(), hr, k, np.array(HAIR_RGB[colour]) * ur.uniform(0.9, 1.1),
                            ur.uniform(0.15, 0.35) if hr["specular"] else 0.0))
     shafts.sort(key=lambda t: t[0])
     if shafts:

@@ -12,12 +12,12 @@ import numpy as np
 from .generator import PhantomSpec
 
 CLEAR_KINDS = ("crown", "hairline", "donor")
-HARD_KINDS = ("grey", "blond", "dark_skin", "long", "blur", "jpeg")
+HARD_KINDS = ("grey", "blond", "dark_skin", "long", "blur", "jpeg", "greying")
 VALIDATION_SEED_BASE = 10_000
 
 
 def _zone(kind: str, rng) -> dict:
-    if kind in ("crown", "long", "blur", "jpeg", "dark_skin", "grey", "blond"):
+    if kind in ("crown", "long", "blur", "jpeg", "dark_skin", "grey", "blond", "greying"):
         return dict(density_per_cm2=rng.uniform(180, 260), vellus_fraction=rng.uniform(0.05, 0.15),
                     hairs_per_unit_p=(0.45, 0.4, 0.12, 0.03))
     if kind == "hairline":
@@ -50,6 +50,8 @@ def draw_spec(kind: str, seed: int, split: str = "dev", width: int = 2028, heigh
         base.update(hair="grey")
     elif kind == "blond":
         base.update(hair="blond")
+    elif kind == "greying":  # dark and white hairs side by side
+        base.update(grey_fraction=float(rng.uniform(0.2, 0.6) if val else rng.uniform(0.15, 0.55)))
     elif kind == "dark_skin":
         base.update(skin="dark")
     elif kind == "long":
