@@ -8,7 +8,7 @@ import math
 import numba as nb
 import numpy as np
 
-from ._ridge_kernels import _bilinear, _hessian
+from ._ridge_kernels import _bilinear, _hessian, ridge_normal
 
 
 @nb.njit(cache=True, error_model="numpy", fastmath=True)
@@ -38,11 +38,7 @@ def ridge_pixel_counts(g, valid, sigma, t_ridge, t_contrast, side_px, t_side, ot
                 continue
             k = 0 if sign > 0.0 else 1
             out[k] += 1
-            if a >= d:
-                vx, vy = l1 - d, b
-            else:
-                vx, vy = b, l1 - a
-            nrm = math.sqrt(vx * vx + vy * vy)
+            vx, vy, nrm = ridge_normal(a, b, d, l1)
             if nrm < 1e-12:
                 continue
             vx /= nrm

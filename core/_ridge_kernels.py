@@ -42,6 +42,17 @@ def _hessian(g, y, x, sign):
     return a, b, d, half_tr + disc, half_tr - disc
 
 
+@nb.njit(cache=True, error_model="numpy", inline="always")
+def ridge_normal(a, b, d, l1):
+    """Eigenvector (vx, vy) of the Hessian (a, b; b, d) for its eigenvalue ``l1`` (across
+    the ridge), not normalised, and its length."""
+    if a >= d:
+        vx, vy = l1 - d, b
+    else:
+        vx, vy = b, l1 - a
+    return vx, vy, math.sqrt(vx * vx + vy * vy)
+
+
 @nb.njit(cache=True, error_model="numpy", fastmath=True)
 def ridge_response(g, sigma, dark):
     """Response, across-line unit normal (nx, ny) of a Gaussian-smoothed level image ``g``.
@@ -62,11 +73,7 @@ def ridge_response(g, sigma, dark):
             if l1 <= 0.0:
                 continue
             resp = l1 - max(l2, 0.0)
-            if a >= d:
-                vx, vy = l1 - d, b
-            else:
-                vx, vy = b, l1 - a
-            nrm = math.sqrt(vx * vx + vy * vy)
+            vx, vy, nrm = ridge_normal(a, b, d, l1)
             if nrm < 1e-12:
                 vx, vy, nrm = 1.0, 0.0, 1.0
             r[y, x] = s2 * resp

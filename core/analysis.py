@@ -80,10 +80,7 @@ def analyze(image, um_per_px, *, vellus_threshold_um=40.0, min_visible_length_um
     found: list[Hair] = []
     if valid.sum() > 64:
         contrast = hairs.relative_contrast(det, valid, um * factor)
-        sets = [hairs.trace_lines(contrast, valid, dark, um * factor, factor, min_len)
-                for dark in polarity.hair_polarities(contrast, valid, um * factor)]
-        if len(sets) == 2:  # dark and white hair: keep the skin between them out
-            sets = [polarity.keep_on_skin(lines, second=k == 1) for k, lines in enumerate(sets)]
+        sets = polarity.trace(contrast, valid, um * factor, factor, min_len)  # dark and white hair: two
         widths = [hairs.measure_widths(gray, skin, lines, sets[1 - k] if len(sets) == 2 else None)
                   for k, lines in enumerate(sets)]
         found = _assemble(sets, widths, skin, valid, um, min_len)
@@ -109,8 +106,7 @@ def _assemble(sets, widths, skin, valid, um, min_len) -> list:
     """Hairs from measured lines (one ``hairs.Lines`` and its ``hairs.Widths`` per polarity):
     roots, trimming at the opening, count rule and units."""
     pts = np.concatenate([w.dense_pts for w in widths])
-    starts = np.concatenate([[0]] + [w.dense_starts[1:] + sum(len(v.dense_pts) for v in widths[:k])
-                                     for k, w in enumerate(widths)]).astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(np.concatenate([np.diff(w.dense_starts) for w in widths]))]).astype(np.int64)
     if len(starts) < 2:
         return []
     width_px = np.concatenate([np.asarray(w.width_px, dtype=np.float64) for w in widths])
@@ -124,11 +120,11 @@ def _assemble(sets, widths, skin, valid, um, min_len) -> list:
     thick_um = width_px[cand] * um
     root_xy = np.full((cand.size, 2), np.nan)
     root_end = np.full(cand.size, -1, np.int64)
-    lines = sets[0]
+    contrast, factor = sets[0].contrast, sets[0].factor  # one detection grid for both polarities
     for pol in {bool(d) for d in dark[cand]}:
         sel = dark[cand] == pol
-        root_xy[sel], root_end[sel] = follicles.find_roots(pts, starts, thick_um[sel], lines.contrast, lines.factor,
-                                                           um, valid, lines=cand[sel], dark=pol)
+        root_xy[sel], root_end[sel] = follicles.find_roots(pts, starts, thick_um[sel], contrast, factor, um, valid,
+                                                           lines=cand[sel], dark=pol)
     # the shaft starts at the opening: what lies beyond is hair under the skin
     q, q_starts, q_seg = _shafts.orient_and_trim(pts, starts, seg, cand, root_xy, root_end)
     has_root = root_end >= 0
@@ -184,12 +180,8 @@ def analyze_preview(image, um_per_px) -> PreviewResult:
     out = []
     if valid.sum() > 64:
         contrast = hairs.relative_contrast(det, valid, um * factor)
-        pols = polarity.hair_polarities(contrast, valid, um * factor)
-        for k, dark in enumerate(pols):
-            lines = hairs.trace_lines(contrast, valid, dark, um * factor, factor, PREVIEW_MIN_LENGTH_UM,
-                                      join_long_pieces=False)
-            if len(pols) == 2:
-                lines = polarity.keep_on_skin(lines, second=k == 1)
+        for lines in polarity.trace(contrast, valid, um * factor, factor, PREVIEW_MIN_LENGTH_UM,
+                                    join_long_pieces=False):
             out += [p.astype(np.float32) for p, n in zip(lines.lines, lines.length_px)
                     if n * um >= PREVIEW_MIN_LENGTH_UM]
     h, w = gray.shape

@@ -204,6 +204,14 @@ def trace_lines(contrast, valid, dark, um_per_det_px, factor, min_length_um=0.0,
     return Lines(lines, wl[keep] * factor, dark, contrast, factor, lengths[keep] * factor)
 
 
+def pack_lines(lines: list):
+    """Polylines packed as (points (N, 2), starts (n + 1,) int64): line i is
+    ``points[starts[i]:starts[i + 1]]``."""
+    starts = np.zeros(len(lines) + 1, np.int64)
+    starts[1:] = np.cumsum([len(p) for p in lines])
+    return np.concatenate(lines), starts
+
+
 @dataclasses.dataclass
 class Widths:
     width_px: np.ndarray  # per line, median of block fits (NaN when no block fitted)
@@ -219,18 +227,14 @@ def measure_widths(gray: np.ndarray, skin: np.ndarray, lines: Lines, others: Lin
     n = len(lines.lines)
     if n == 0:
         return Widths(np.zeros(0), np.zeros((0, 9)), np.zeros((0, 2)), np.zeros(1, np.int64))
-    starts = np.zeros(n + 1, np.int64)
-    starts[1:] = np.cumsum([len(p) for p in lines.lines])
-    pts = np.concatenate(lines.lines)
+    # the other polarity's lines are packed after this set's, so they are labelled n + 1, ...
+    drawn, drawn_starts = pack_lines(list(lines.lines) + (list(others.lines) if others is not None else []))
+    pts, starts = drawn[:drawn_starts[n]], drawn_starts[:n + 1]
     dense, dstarts = resample_lines(pts, starts, 1.0)
     w_est = np.maximum(lines.width_est_px, 2.0)
     block = max(4, int(round(6.0 * lines.factor)))
     labels = np.zeros(lines.contrast.shape, np.int32)
     f = lines.factor
-    drawn, drawn_starts = pts, starts
-    if others is not None and others.lines:  # labelled after this set's lines (n + 1, ...)
-        drawn = np.concatenate([pts] + list(others.lines))
-        drawn_starts = np.concatenate([starts, starts[-1] + np.cumsum([len(p) for p in others.lines])])
     grid = np.round((drawn + 0.5) / f - 0.5).astype(np.int32)  # the lines' points on the detection grid
     draw_lines(labels, grid, drawn_starts)
     avoid = np.ones(n, np.bool_)

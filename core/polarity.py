@@ -63,6 +63,18 @@ def hair_polarities(contrast: np.ndarray, valid: np.ndarray, um_per_det_px: floa
     return (dark,)
 
 
+def trace(contrast: np.ndarray, valid: np.ndarray, um_per_det_px: float, factor: int, min_length_um: float,
+          join_long_pieces: bool = True) -> list:
+    """``hairs.trace_lines`` for each polarity of ``hair_polarities`` (one ``hairs.Lines``
+    each, the first polarity first); with two, the skin between shafts is kept out
+    (``keep_on_skin``)."""
+    sets = [hairs.trace_lines(contrast, valid, dark, um_per_det_px, factor, min_length_um, join_long_pieces)
+            for dark in hair_polarities(contrast, valid, um_per_det_px)]
+    if len(sets) == 2:
+        sets = [keep_on_skin(lines, second=k == 1) for k, lines in enumerate(sets)]
+    return sets
+
+
 def keep_on_skin(lines: hairs.Lines, second: bool) -> hairs.Lines:
     """``lines`` without the ones that are skin between shafts of the other polarity: for
     the ``second`` polarity, lines must stand out from the skin on both sides; for the
@@ -71,10 +83,8 @@ def keep_on_skin(lines: hairs.Lines, second: bool) -> hairs.Lines:
     if n == 0:
         return lines
     f = lines.factor
-    det = [(p + 0.5) / f - 0.5 for p in lines.lines]  # full-res px -> detection px
-    starts = np.zeros(n + 1, np.int64)
-    starts[1:] = np.cumsum([len(p) for p in det])
-    frac = on_skin_fraction(np.concatenate(det).astype(np.float64), starts,
+    pts, starts = hairs.pack_lines(lines.lines)
+    frac = on_skin_fraction(((pts + 0.5) / f - 0.5).astype(np.float64), starts,  # full-res -> detection px
                             np.asarray(lines.width_est_px, np.float64) / f,
                             np.ascontiguousarray(lines.contrast, np.float32), not lines.dark, LINE_SIDE_GAP_PX,
                             LINE_SIDE_STEP if second else -np.inf, LINE_OTHER_MAX)

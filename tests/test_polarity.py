@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from core import hairs, polarity
+from core._validate import as_gray_float32
 from core.analysis import analyze, analyze_preview
 from core.skin_mask import find_skin_mask
 from tests.phantoms.generator import render_phantom
@@ -33,12 +34,12 @@ def _bars(colours, h=760, w=1014, seed=0):
     return np.clip(g, 0, 1).astype(np.float32)
 
 
-def _polarities(img):
-    skin = find_skin_mask(img)
-    f = hairs.detection_factor(UM)
-    det, valid = hairs.to_detection_grid(img, skin, f)
-    contrast = hairs.relative_contrast(det, valid, UM * f)
-    return polarity.hair_polarities(contrast, valid, UM * f)
+def _polarities(img, um=UM):
+    gray = as_gray_float32(img, "image", integer_luma=True)
+    f = hairs.detection_factor(um)
+    det, valid = hairs.to_detection_grid(gray, find_skin_mask(gray), f)
+    contrast = hairs.relative_contrast(det, valid, um * f)
+    return polarity.hair_polarities(contrast, valid, um * f)
 
 
 def test_dark_and_white_shafts_in_one_image_are_all_counted():
@@ -69,17 +70,7 @@ def test_phantoms_with_one_hair_colour_get_one_polarity(kind):
     # area most of all); it must not start a second, bright pass
     spec = draw_spec(kind, 10_000 + 7, "val", 1014, 760)
     img, _ = render_phantom(10_007, spec)
-    from core._validate import as_gray_float32
-
-    assert len(_polarities_at(as_gray_float32(img, "image", integer_luma=True), spec.um_per_px)) == 1
-
-
-def _polarities_at(gray, um):
-    skin = find_skin_mask(gray)
-    f = hairs.detection_factor(um)
-    det, valid = hairs.to_detection_grid(gray, skin, f)
-    contrast = hairs.relative_contrast(det, valid, um * f)
-    return polarity.hair_polarities(contrast, valid, um * f)
+    assert len(_polarities(img, spec.um_per_px)) == 1
 
 
 def _rim_and_shaft(left_shaft, rim, right_shaft, dark):
