@@ -56,22 +56,33 @@ def ridge_pixel_counts(g, valid, sigma, t_ridge, t_contrast, side_px, t_side, ot
 
 
 @nb.njit(cache=True, error_model="numpy")
-def on_skin_fraction(pts, starts, width_px, contrast, bright, side_gap_px, t_side, other_max):
+def on_skin_runs(pts, starts, width_px, contrast, bright, side_gap_px, t_side, other_max, max_gap_widths):
     """Per packed line ``pts[starts[i]:starts[i + 1]]`` (x, y px of ``contrast``, width
-    ``width_px[i]``): the fraction of its points where the shaft stands out from both sides,
-    sampled ``0.5 * width + side_gap_px`` away along the local normal, as in
-    ``ridge_pixel_counts`` (by more than ``t_side`` in its own direction, and neither side
-    more than ``other_max`` of the other polarity; ``bright``: the line's shaft is
-    brighter than the skin)."""
+    ``width_px[i]``): where the shaft stands out from both sides, sampled
+    ``0.5 * width + side_gap_px`` away along the local normal, as in ``ridge_pixel_counts``
+    (by more than ``t_side`` in its own direction, and neither side more than
+    ``other_max`` of the other polarity; ``bright``: the line's shaft is brighter than the
+    skin).  Returns (n, 3): the fraction of its points that do, and the first and last + 1
+    point of its longest stretch that does, bridging gaps of up to ``max_gap_widths``
+    widths (a crossing shaft); -1, -1 when no point does."""
     n = starts.shape[0] - 1
-    out = np.zeros(n)
+    out = np.zeros((n, 3))
     sign = 1.0 if bright else -1.0
     for i in range(n):
         a, b = starts[i], starts[i + 1]
         d = 0.5 * max(width_px[i], 1.0) + side_gap_px
+        max_gap = max_gap_widths * max(width_px[i], 1.0)
         good = 0
         tot = 0
+        best_a, best_b, best_len = -1, -1, -1.0
+        run_a, last_good = -1, -1
+        run_start_arc = 0.0
+        run_len = 0.0  # arc length of the current stretch up to its last good point
+        arc = 0.0
+        last_arc = 0.0
         for j in range(a, b):
+            if j > a:
+                arc += math.hypot(pts[j, 0] - pts[j - 1, 0], pts[j, 1] - pts[j - 1, 1])
             j0 = max(a, j - 2)
             j1 = min(b - 1, j + 2)
             tx = pts[j1, 0] - pts[j0, 0]
@@ -85,7 +96,18 @@ def on_skin_fraction(pts, starts, width_px, contrast, bright, side_gap_px, t_sid
             s_a = sign * _bilinear(contrast, pts[j, 0] + d * nx, pts[j, 1] + d * ny)
             s_b = sign * _bilinear(contrast, pts[j, 0] - d * nx, pts[j, 1] - d * ny)
             tot += 1
-            if own - s_a > t_side and own - s_b > t_side and s_a > -other_max and s_b > -other_max:
-                good += 1
-        out[i] = good / tot if tot else 0.0
+            if not (own - s_a > t_side and own - s_b > t_side and s_a > -other_max and s_b > -other_max):
+                continue
+            good += 1
+            if run_a < 0 or arc - last_arc > max_gap:
+                run_a = j
+                run_start_arc = arc
+            last_good = j
+            last_arc = arc
+            run_len = arc - run_start_arc
+            if run_len > best_len:
+                best_len, best_a, best_b = run_len, run_a, last_good + 1
+        out[i, 0] = good / tot if tot else 0.0
+        out[i, 1] = best_a
+        out[i, 2] = best_b
     return out

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from . import hairs
-from ._polarity_kernels import on_skin_fraction, ridge_pixel_counts
+from ._polarity_kernels import on_skin_runs, ridge_pixel_counts
 
 BRIGHT_HAIR_RATIO = 0.8  # bright ridge pixels over dark ones above which hairs are bright
 POLARITY_CONTRAST = 0.1
@@ -32,7 +32,7 @@ OTHER_MAX = 0.1
 ALONG_UM = 150.0
 MINOR_SHARE = 0.05
 MINOR_MIN_AREA_MM2 = 0.06
-# Traced lines of an image with both polarities (on_skin_fraction, detection px): sides
+# Traced lines of an image with both polarities (on_skin_runs, detection px): sides
 # 1.5 px beyond the shaft's edge.  A line of the second polarity must stand out by 0.02 on
 # both sides at half of its points; a line of the first must not have the other colour
 # beside it at more than half (the dark rim along a white shaft).  Development greying
@@ -41,6 +41,7 @@ LINE_SIDE_GAP_PX = 1.5
 LINE_SIDE_STEP = 0.02
 LINE_OTHER_MAX = 0.15
 LINE_MIN_FRACTION = 0.5
+LINE_MAX_GAP_WIDTHS = 2.0  # a crossing shaft interrupts a stretch on skin
 
 
 def hair_polarities(contrast: np.ndarray, valid: np.ndarray, um_per_det_px: float) -> tuple:
@@ -71,30 +72,45 @@ def trace(contrast: np.ndarray, valid: np.ndarray, um_per_det_px: float, factor:
     sets = [hairs.trace_lines(contrast, valid, dark, um_per_det_px, factor, min_length_um, join_long_pieces)
             for dark in hair_polarities(contrast, valid, um_per_det_px)]
     if len(sets) == 2:
-        sets = [keep_on_skin(lines, second=k == 1) for k, lines in enumerate(sets)]
+        min_px = 0.8 * min_length_um * factor / um_per_det_px  # trace_lines' own margin
+        sets = [keep_on_skin(lines, second=k == 1, min_length_px=min_px) for k, lines in enumerate(sets)]
     return sets
 
 
-def keep_on_skin(lines: hairs.Lines, second: bool) -> hairs.Lines:
-    """``lines`` without the ones that are skin between shafts of the other polarity: for
-    the ``second`` polarity, lines must stand out from the skin on both sides; for the
-    first, they must not run along a shaft of the other colour."""
+def keep_on_skin(lines: hairs.Lines, second: bool, min_length_px: float = 0.0) -> hairs.Lines:
+    """``lines`` without the skin between shafts of the other polarity: for the ``second``
+    polarity, lines must stand out from the skin on both sides; for the first, they must
+    not run along a shaft of the other colour.  A line that does so over less than
+    ``LINE_MIN_FRACTION`` of its points keeps only its longest stretch that does, when
+    that is at least ``min_length_px`` (full-resolution px) long: a dark trace that runs
+    on through a follicle opening along a white shaft's rim is cut there, not lost."""
     n = len(lines.lines)
     if n == 0:
         return lines
     f = lines.factor
     pts, starts = hairs.pack_lines(lines.lines)
-    frac = on_skin_fraction(((pts + 0.5) / f - 0.5).astype(np.float64), starts,  # full-res -> detection px
-                            np.asarray(lines.width_est_px, np.float64) / f,
-                            np.ascontiguousarray(lines.contrast, np.float32), not lines.dark, LINE_SIDE_GAP_PX,
-                            LINE_SIDE_STEP if second else -np.inf, LINE_OTHER_MAX)
-    keep = np.nonzero(frac >= LINE_MIN_FRACTION)[0]
-    return dataclasses.replace(lines, lines=[lines.lines[k] for k in keep], width_est_px=lines.width_est_px[keep],
-                               length_px=lines.length_px[keep])
+    runs = on_skin_runs(((pts + 0.5) / f - 0.5).astype(np.float64), starts,  # full-res -> detection px
+                        np.asarray(lines.width_est_px, np.float64) / f,
+                        np.ascontiguousarray(lines.contrast, np.float32), not lines.dark, LINE_SIDE_GAP_PX,
+                        LINE_SIDE_STEP if second else -np.inf, LINE_OTHER_MAX, LINE_MAX_GAP_WIDTHS)
+    kept, keep = [], []
+    for k, (frac, a, b) in enumerate(runs.tolist()):
+        line = lines.lines[k]
+        if frac < LINE_MIN_FRACTION:
+            if a < 0:
+                continue
+            line = line[int(a) - starts[k]:int(b) - starts[k]]
+            if len(line) < 2 or np.hypot(*np.diff(line, axis=0).T).sum() < min_length_px:
+                continue
+        kept.append(line)
+        keep.append(k)
+    keep = np.array(keep, np.int64)
+    lengths = np.array([np.hypot(*np.diff(p, axis=0).T).sum() for p in kept]) if kept else np.zeros(0)
+    return dataclasses.replace(lines, lines=kept, width_est_px=lines.width_est_px[keep], length_px=lengths)
 
 
 def exercise() -> None:
     """Compile (or load) the line kernel, which runs only on images with both polarities."""
     pts = np.array([[2.0, 2.0], [6.0, 3.0], [10.0, 4.0]])
-    on_skin_fraction(pts, np.array([0, 3], np.int64), np.array([2.0]), np.zeros((12, 12), np.float32), True,
-                     LINE_SIDE_GAP_PX, LINE_SIDE_STEP, LINE_OTHER_MAX)
+    on_skin_runs(pts, np.array([0, 3], np.int64), np.array([2.0]), np.zeros((12, 12), np.float32), True,
+                 LINE_SIDE_GAP_PX, LINE_SIDE_STEP, LINE_OTHER_MAX, LINE_MAX_GAP_WIDTHS)
