@@ -77,7 +77,6 @@ def on_skin_runs(pts, starts, width_px, contrast, bright, side_gap_px, t_side, o
         best_a, best_b, best_len = -1, -1, -1.0
         run_a, last_good = -1, -1
         run_start_arc = 0.0
-        run_len = 0.0  # arc length of the current stretch up to its last good point
         arc = 0.0
         last_arc = 0.0
         for j in range(a, b):
@@ -104,9 +103,8 @@ def on_skin_runs(pts, starts, width_px, contrast, bright, side_gap_px, t_side, o
                 run_start_arc = arc
             last_good = j
             last_arc = arc
-            run_len = arc - run_start_arc
-            if run_len > best_len:
-                best_len, best_a, best_b = run_len, run_a, last_good + 1
+            if arc - run_start_arc > best_len:
+                best_len, best_a, best_b = arc - run_start_arc, run_a, last_good + 1
         out[i, 0] = good / tot if tot else 0.0
         out[i, 1] = best_a
         out[i, 2] = best_b

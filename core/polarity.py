@@ -35,7 +35,8 @@ MINOR_MIN_AREA_MM2 = 0.06
 # Traced lines of an image with both polarities (on_skin_runs, detection px): sides
 # 1.5 px beyond the shaft's edge.  A line of the second polarity must stand out by 0.02 on
 # both sides at half of its points; a line of the first must not have the other colour
-# beside it at more than half (the dark rim along a white shaft).  Development greying
+# beside it at more than half (the dark rim along a white shaft).  Otherwise only its
+# longest stretch that does is kept (gaps up to 2 widths bridged), if it is long enough.  Development greying
 # frames (4, 15-55 % white): F1 0.683 -> 0.833; 4 more at 65 % white: 0.59 -> 0.79.
 LINE_SIDE_GAP_PX = 1.5
 LINE_SIDE_STEP = 0.02
@@ -93,20 +94,22 @@ def keep_on_skin(lines: hairs.Lines, second: bool, min_length_px: float = 0.0) -
                         np.asarray(lines.width_est_px, np.float64) / f,
                         np.ascontiguousarray(lines.contrast, np.float32), not lines.dark, LINE_SIDE_GAP_PX,
                         LINE_SIDE_STEP if second else -np.inf, LINE_OTHER_MAX, LINE_MAX_GAP_WIDTHS)
-    kept, keep = [], []
+    kept, keep, lengths = [], [], []
     for k, (frac, a, b) in enumerate(runs.tolist()):
-        line = lines.lines[k]
+        line, length = lines.lines[k], lines.length_px[k]
         if frac < LINE_MIN_FRACTION:
             if a < 0:
                 continue
             line = line[int(a) - starts[k]:int(b) - starts[k]]
-            if len(line) < 2 or np.hypot(*np.diff(line, axis=0).T).sum() < min_length_px:
+            length = np.hypot(*np.diff(line, axis=0).T).sum()
+            if len(line) < 2 or length < min_length_px:
                 continue
         kept.append(line)
         keep.append(k)
+        lengths.append(length)
     keep = np.array(keep, np.int64)
-    lengths = np.array([np.hypot(*np.diff(p, axis=0).T).sum() for p in kept]) if kept else np.zeros(0)
-    return dataclasses.replace(lines, lines=kept, width_est_px=lines.width_est_px[keep], length_px=lengths)
+    return dataclasses.replace(lines, lines=kept, width_est_px=lines.width_est_px[keep],
+                               length_px=np.array(lengths, np.float64))
 
 
 def exercise() -> None:
