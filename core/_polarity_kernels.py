@@ -62,11 +62,12 @@ def on_skin_runs(pts, starts, width_px, contrast, bright, side_gap_px, t_side, o
     ``0.5 * width + side_gap_px`` away along the local normal, as in ``ridge_pixel_counts``
     (by more than ``t_side`` in its own direction, and neither side more than
     ``other_max`` of the other polarity; ``bright``: the line's shaft is brighter than the
-    skin).  Returns (n, 3): the fraction of its points that do, and the first and last + 1
+    skin).  Returns (n, 4): the fraction of its points that do, the first and last + 1
     point of its longest stretch that does, bridging gaps of up to ``max_gap_widths``
-    widths (a crossing shaft); -1, -1 when no point does."""
+    widths (a crossing shaft), -1, -1 when no point does, and how far that stretch stands
+    out from its less different side (mean over its points, in contrast units)."""
     n = starts.shape[0] - 1
-    out = np.zeros((n, 3))
+    out = np.zeros((n, 4))
     sign = 1.0 if bright else -1.0
     for i in range(n):
         a, b = starts[i], starts[i + 1]
@@ -74,8 +75,10 @@ def on_skin_runs(pts, starts, width_px, contrast, bright, side_gap_px, t_side, o
         max_gap = max_gap_widths * max(width_px[i], 1.0)
         good = 0
         tot = 0
-        best_a, best_b, best_len = -1, -1, -1.0
+        best_a, best_b, best_len, best_step = -1, -1, -1.0, 0.0
         run_a, last_good = -1, -1
+        step_sum = 0.0
+        step_n = 0
         run_start_arc = 0.0
         arc = 0.0
         last_arc = 0.0
@@ -101,11 +104,17 @@ def on_skin_runs(pts, starts, width_px, contrast, bright, side_gap_px, t_side, o
             if run_a < 0 or arc - last_arc > max_gap:
                 run_a = j
                 run_start_arc = arc
+                step_sum = 0.0
+                step_n = 0
             last_good = j
             last_arc = arc
+            step_sum += min(own - s_a, own - s_b)
+            step_n += 1
             if arc - run_start_arc > best_len:
                 best_len, best_a, best_b = arc - run_start_arc, run_a, last_good + 1
+                best_step = step_sum / step_n
         out[i, 0] = good / tot if tot else 0.0
         out[i, 1] = best_a
         out[i, 2] = best_b
+        out[i, 3] = best_step
     return out

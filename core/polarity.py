@@ -35,14 +35,18 @@ MINOR_MIN_AREA_MM2 = 0.06
 # Traced lines of an image with both polarities (on_skin_runs, detection px): sides
 # 1.5 px beyond the shaft's edge.  A line of the second polarity must stand out by 0.02 on
 # both sides at half of its points; a line of the first must not have the other colour
-# beside it at more than half (the dark rim along a white shaft).  Otherwise only its
-# longest stretch that does is kept (gaps up to 2 widths bridged), if it is long enough.  Development greying
+# beside it at more than half (the dark rim along a white shaft).  Development greying
 # frames (4, 15-55 % white): F1 0.683 -> 0.833; 4 more at 65 % white: 0.59 -> 0.79.
+# A line that fails keeps its longest stretch that passes (gaps of up to 2 widths bridged:
+# a crossing shaft) when that is long enough and stands out by 0.07 on average, as a shaft
+# on its own would: on 4 development greying frames all 24 stretches on white hairs do
+# (0.08-0.40) and 7 of 9 on dark ones, 2 of 56 on skin between dark shafts (0.02-0.12).
 LINE_SIDE_GAP_PX = 1.5
 LINE_SIDE_STEP = 0.02
 LINE_OTHER_MAX = 0.15
 LINE_MIN_FRACTION = 0.5
-LINE_MAX_GAP_WIDTHS = 2.0  # a crossing shaft interrupts a stretch on skin
+LINE_MAX_GAP_WIDTHS = 2.0
+TRIM_MIN_STEP = 0.07
 
 
 def hair_polarities(contrast: np.ndarray, valid: np.ndarray, um_per_det_px: float) -> tuple:
@@ -83,8 +87,9 @@ def keep_on_skin(lines: hairs.Lines, second: bool, min_length_px: float = 0.0) -
     polarity, lines must stand out from the skin on both sides; for the first, they must
     not run along a shaft of the other colour.  A line that does so over less than
     ``LINE_MIN_FRACTION`` of its points keeps only its longest stretch that does, when
-    that is at least ``min_length_px`` (full-resolution px) long: a dark trace that runs
-    on through a follicle opening along a white shaft's rim is cut there, not lost."""
+    that is at least ``min_length_px`` (full-resolution px) long and stands out by
+    ``TRIM_MIN_STEP``: a dark trace that runs on through a follicle opening along a white
+    shaft's rim is cut there, not lost."""
     n = len(lines.lines)
     if n == 0:
         return lines
@@ -95,14 +100,14 @@ def keep_on_skin(lines: hairs.Lines, second: bool, min_length_px: float = 0.0) -
                         np.ascontiguousarray(lines.contrast, np.float32), not lines.dark, LINE_SIDE_GAP_PX,
                         LINE_SIDE_STEP if second else -np.inf, LINE_OTHER_MAX, LINE_MAX_GAP_WIDTHS)
     kept, keep, lengths = [], [], []
-    for k, (frac, a, b) in enumerate(runs.tolist()):
+    for k, (frac, a, b, step) in enumerate(runs.tolist()):
         line, length = lines.lines[k], lines.length_px[k]
         if frac < LINE_MIN_FRACTION:
             if a < 0:
                 continue
             line = line[int(a) - starts[k]:int(b) - starts[k]]
             length = np.hypot(*np.diff(line, axis=0).T).sum()
-            if len(line) < 2 or length < min_length_px:
+            if len(line) < 2 or length < min_length_px or step < TRIM_MIN_STEP:
                 continue
         kept.append(line)
         keep.append(k)

@@ -109,6 +109,8 @@ def test_a_trace_running_on_along_a_white_shaft_keeps_its_stretch_on_skin():
     assert y.min() <= 12 and 76 <= y.max() <= 84
     assert kept.length_px[0] == pytest.approx(y.max() - y.min())
     assert len(polarity.keep_on_skin(lines, second=True, min_length_px=100.0).lines) == 0
+    contrast[10:82, 140:146] = -0.05  # a faint stretch is skin texture, not a shaft cut free
+    assert len(polarity.keep_on_skin(lines, second=True, min_length_px=50.0).lines) == 0
 
 
 def test_greying_phantom_white_hairs_are_counted():
